@@ -12,6 +12,16 @@
 //!   whole dump ("failed to convert time");
 //! * `%z` is `±hhmm` of the UTC offset truncated to minutes (LMT offsets have seconds).
 //!
+//! * a `TZ` that is a POSIX rule (`EST5EDT,M3.2.0,M11.1.0`) rather than a zone file: glibc
+//!   computes the rule's change times for years before 1970 as if in 1970 (`compute_change`
+//!   starts from the epoch), so every earlier instant gets the offset in force at the
+//!   epoch: standard time for northern rules, daylight time for southern ones;
+//! * the same function counts the days to January 1st of the year in a C int, which wraps
+//!   from the year 5,881,581 on: there the rule's change times land millions of years away
+//!   and the instant gets the offset of early January (standard time for northern rules,
+//!   daylight time for southern ones). This applies wherever the rule does: POSIX `TZ`
+//!   values and the footer rule of zone files after their last transition.
+//!
 //! The offset rules come from jiff, which reads the same TZif files and POSIX `TZ` strings
 //! as glibc. jiff covers the years -9999..=9999; outside that range the instant is moved by
 //! whole 400-year Gregorian cycles (which repeat dates and weekdays exactly) into range,
@@ -28,6 +38,10 @@ use jiff::Timestamp;
 /// Seconds in 400 Gregorian years (146097 days).
 const GREGORIAN_CYCLE_SECONDS: i128 = 146_097 * 86_400;
 
+/// 9600-01-01T00:00:00Z: an instant governed by a zone's long-term rule (after every
+/// transition of any zone file), at the start of a year, in jiff's range.
+const RULE_JANUARY_SECONDS: i64 = 240_779_520_000;
+
 /// glibc's default zone file when `TZ` is unset.
 const LOCALTIME_PATH: &str = "/etc/localtime";
 
@@ -38,6 +52,9 @@ const ZONEINFO_DIR: &str = "/usr/share/zoneinfo";
 #[derive(Debug, Clone)]
 pub struct DumpTimeZone {
     zone: TimeZone,
+    /// The zone came from a POSIX rule string: instants before the epoch use the epoch's
+    /// offset, as glibc's `compute_change` does.
+    posix_rule: bool,
 }
 
 /// A time that glibc's `localtime_r` cannot convert (the year does not fit a C int).
@@ -49,6 +66,7 @@ impl DumpTimeZone {
     pub fn utc() -> Self {
         DumpTimeZone {
             zone: TimeZone::UTC,
+            posix_rule: false,
         }
     }
 
@@ -64,9 +82,10 @@ impl DumpTimeZone {
     /// a relative one a file under `TZDIR` (default `/usr/share/zoneinfo`); otherwise a
     /// POSIX rule such as `EST5EDT,M3.2.0,M11.1.0`; failing all of that, UTC.
     pub fn from_tz_value(tz: Option<&OsStr>, tzdir: Option<&OsStr>) -> Self {
+        let file_zone = |zone: Option<TimeZone>| zone.map(|zone| (zone, false));
         let zone = match tz.map(OsStr::as_bytes) {
-            None => load_tzif(Path::new(LOCALTIME_PATH)),
-            Some(b"") => Some(TimeZone::UTC),
+            None => file_zone(load_tzif(Path::new(LOCALTIME_PATH))),
+            Some(b"") => Some((TimeZone::UTC, false)),
             Some(value) => {
                 let name = value.strip_prefix(b":").unwrap_or(value);
                 let name_os = OsStr::from_bytes(name);
@@ -78,29 +97,39 @@ impl DumpTimeZone {
                         .unwrap_or(OsStr::new(ZONEINFO_DIR));
                     Path::new(dir).join(name_os)
                 };
-                load_tzif(&file).or_else(|| {
+                file_zone(load_tzif(&file)).or_else(|| {
                     std::str::from_utf8(name)
                         .ok()
                         .and_then(|rule| TimeZone::posix(rule).ok())
+                        .map(|zone| (zone, true))
                 })
             }
         };
-        DumpTimeZone {
-            zone: zone.unwrap_or(TimeZone::UTC),
-        }
+        let (zone, posix_rule) = zone.unwrap_or((TimeZone::UTC, false));
+        DumpTimeZone { zone, posix_rule }
     }
 
     /// A zone from a TZif file's bytes.
     pub fn from_tzif(bytes: &[u8]) -> Option<Self> {
         TimeZone::tzif("dump", bytes)
             .ok()
-            .map(|zone| DumpTimeZone { zone })
+            .map(|zone| DumpTimeZone {
+                zone,
+                posix_rule: false,
+            })
     }
 
     /// UTC offset in seconds at `time` seconds since the epoch.
     pub fn offset_seconds(&self, time: i64) -> i32 {
         let min = i128::from(Timestamp::MIN.as_second());
         let max = i128::from(Timestamp::MAX.as_second());
+        let time = if self.posix_rule && time < 0 {
+            0
+        } else if rule_days_wrap(time) {
+            RULE_JANUARY_SECONDS
+        } else {
+            time
+        };
         let mut shifted = i128::from(time);
         if shifted > max {
             let cycles = (shifted - max + GREGORIAN_CYCLE_SECONDS - 1) / GREGORIAN_CYCLE_SECONDS;
@@ -116,6 +145,13 @@ impl DumpTimeZone {
             .map(|timestamp| self.zone.to_offset(timestamp).seconds())
             .unwrap_or(0)
     }
+}
+
+/// Whether glibc's `compute_change` overflows its C int day count for the UTC year of
+/// `time` (days from 1970-01-01 to January 1st of that year above `i32::MAX`).
+fn rule_days_wrap(time: i64) -> bool {
+    let (year, _, _) = civil_from_days(i128::from(time).div_euclid(86_400));
+    days_from_civil(year, 1, 1) > i128::from(i32::MAX)
 }
 
 fn load_tzif(path: &Path) -> Option<TimeZone> {
@@ -166,6 +202,20 @@ fn civil_from_days(days: i128) -> (i128, u32, u32) {
     (year, month, day)
 }
 
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i128, month: u32, day: u32) -> i128 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i128::from(month);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
+        + i128::from(day)
+        - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +264,35 @@ mod tests {
             format_dump_time(1_690_000_000, &zone).unwrap(),
             "2023-07-22T00:26:40-0400"
         );
+    }
+
+    #[test]
+    fn posix_rules_before_1970_use_the_epoch_offset_like_glibc() {
+        // glibc 2.36: TZ='EST5EDT,M3.2.0,M11.1.0' prints 945-08-13T18:26:06-0500 for this
+        // August instant (no DST), and a southern rule is in DST all year before 1970.
+        let north = DumpTimeZone::from_tz_value(Some(OsStr::new("EST5EDT,M3.2.0,M11.1.0")), None);
+        let august_945 = -32_326_389_234i64;
+        assert_eq!(north.offset_seconds(august_945), -5 * 3600);
+        let south = DumpTimeZone::from_tz_value(Some(OsStr::new("AEST-10AEDT,M10.1.0,M4.1.0/3")), None);
+        assert_eq!(south.offset_seconds(-15_000_000), 11 * 3600, "1969-07: DST as at the epoch");
+        assert_eq!(south.offset_seconds(15_000_000), 10 * 3600, "1970-06: standard time");
+    }
+
+    #[test]
+    fn years_past_the_c_int_day_count_use_january_offsets_like_glibc() {
+        // glibc 2.36, TZ=America/St_Johns: 71358665-06-19T10:24:08-0330 (June, yet NST).
+        let zone = DumpTimeZone::from_tz_value(Some(OsStr::new("America/St_Johns")), None);
+        if zone.offset_seconds(1_690_000_000) == 0 {
+            return; // no tzdata installed
+        }
+        let seconds = 2_251_799_813_685_248u64;
+        assert_eq!(
+            format_dump_time(seconds, &zone).unwrap(),
+            "71358665-06-19T10:24:08-0330"
+        );
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert!(!rule_days_wrap(253_402_300_800));
     }
 
     #[test]
