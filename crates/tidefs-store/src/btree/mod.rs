@@ -1,0 +1,7 @@
+//! Copy-on-write B+tree algorithms over [`crate::node::Node`]s.
+
+pub(crate) mod changed;
+pub(crate) mod cursor;
+pub(crate) mod diff;
+pub(crate) mod mutate;
+pub(crate) mod root;

@@ -1,0 +1,232 @@
+//! Positioned block I/O. The store talks to its backing storage only through
+//! [`BlockDevice`], so tests can swap in a fault-injecting device.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::Path;
+
+use parking_lot::RwLock;
+
+/// Backing storage of a pool: a file, a block device, or a simulated device in tests.
+pub trait BlockDevice: Send + Sync + 'static {
+    /// Reads exactly `buf.len()` bytes at `offset`. Bytes never written read as zero.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`. Not durable until [`BlockDevice::flush`] returns.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes every write that returned before this call durable.
+    fn flush(&self) -> io::Result<()>;
+    /// Current size in bytes.
+    fn size_bytes(&self) -> io::Result<u64>;
+    /// Grows the device to `bytes`; devices of fixed size return an error.
+    fn grow(&self, bytes: u64) -> io::Result<()>;
+    /// The most bytes the device can ever hold, if it has a fixed limit.
+    fn capacity_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A pool kept in a regular file or on a raw block device.
+pub struct FileDevice {
+    file: File,
+    fixed_size: Option<u64>,
+}
+
+impl FileDevice {
+    /// Opens (or with `create`, creates) the file or block device at `path`.
+    pub fn open(path: &Path, create: bool) -> io::Result<FileDevice> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        let meta = file.metadata()?;
+        let fixed_size = if meta.file_type().is_block_device() {
+            Some(block_device_size(&file)?)
+        } else {
+            None
+        };
+        Ok(FileDevice { file, fixed_size })
+    }
+
+    /// The open file, e.g. to take a lock on it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+fn block_device_size(file: &File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    // Seeking to the end is the portable way to learn a block device's size.
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::End(0))
+}
+
+impl BlockDevice for FileDevice {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self.file.read_exact_at(buf, offset) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // A sparse pool file shorter than the pool: the rest reads as zeros.
+                let len = self.file.metadata()?.len();
+                if offset >= len {
+                    buf.fill(0);
+                    return Ok(());
+                }
+                let have = (len - offset) as usize;
+                self.file.read_exact_at(&mut buf[..have], offset)?;
+                buf[have..].fill(0);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn size_bytes(&self) -> io::Result<u64> {
+        match self.fixed_size {
+            Some(size) => Ok(size),
+            None => Ok(self.file.metadata()?.len()),
+        }
+    }
+
+    fn capacity_bytes(&self) -> Option<u64> {
+        self.fixed_size
+    }
+
+    fn grow(&self, bytes: u64) -> io::Result<()> {
+        match self.fixed_size {
+            Some(size) if bytes > size => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("block device holds {size} bytes, {bytes} needed"),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                if self.file.metadata()?.len() < bytes {
+                    self.file.set_len(bytes)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A device in memory, for tests and benchmarks.
+#[derive(Default)]
+pub struct MemDevice {
+    bytes: RwLock<Vec<u8>>,
+    capacity_bytes_max: Option<u64>,
+}
+
+impl MemDevice {
+    pub fn new() -> MemDevice {
+        MemDevice::default()
+    }
+
+    /// A device that refuses to grow past `bytes`.
+    pub fn with_capacity_limit(bytes: u64) -> MemDevice {
+        MemDevice {
+            bytes: RwLock::new(Vec::new()),
+            capacity_bytes_max: Some(bytes),
+        }
+    }
+
+    /// A copy of everything written so far.
+    pub fn image(&self) -> Vec<u8> {
+        self.bytes.read().clone()
+    }
+
+    /// A device holding `image`.
+    pub fn from_image(image: Vec<u8>) -> MemDevice {
+        MemDevice {
+            bytes: RwLock::new(image),
+            capacity_bytes_max: None,
+        }
+    }
+}
+
+impl BlockDevice for MemDevice {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let bytes = self.bytes.read();
+        copy_out(&bytes, offset, buf);
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let end = offset as usize + buf.len();
+        if let Some(max) = self.capacity_bytes_max {
+            if end as u64 > max {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "device full"));
+            }
+        }
+        let mut bytes = self.bytes.write();
+        if bytes.len() < end {
+            bytes.resize(end, 0);
+        }
+        bytes[offset as usize..end].copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> io::Result<u64> {
+        Ok(self.bytes.read().len() as u64)
+    }
+
+    fn capacity_bytes(&self) -> Option<u64> {
+        self.capacity_bytes_max
+    }
+
+    fn grow(&self, bytes: u64) -> io::Result<()> {
+        if let Some(max) = self.capacity_bytes_max {
+            if bytes > max {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "device full"));
+            }
+        }
+        let mut image = self.bytes.write();
+        if (image.len() as u64) < bytes {
+            image.resize(bytes as usize, 0);
+        }
+        Ok(())
+    }
+}
+
+/// Copies `buf.len()` bytes at `offset` out of `image`, zero past its end.
+pub(crate) fn copy_out(image: &[u8], offset: u64, buf: &mut [u8]) {
+    let start = (offset as usize).min(image.len());
+    let end = (offset as usize + buf.len()).min(image.len());
+    let have = end - start;
+    buf[..have].copy_from_slice(&image[start..end]);
+    buf[have..].fill(0);
+}
+
+impl<D: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<D> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        (**self).write_at(offset, buf)
+    }
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+    fn size_bytes(&self) -> io::Result<u64> {
+        (**self).size_bytes()
+    }
+    fn grow(&self, bytes: u64) -> io::Result<()> {
+        (**self).grow(bytes)
+    }
+    fn capacity_bytes(&self) -> Option<u64> {
+        (**self).capacity_bytes()
+    }
+}

@@ -1,0 +1,541 @@
+//! B+tree nodes: the in-memory form (a slotted page that is cheap to clone and edit) and
+//! the 16 KiB on-disk form.
+//!
+//! On disk, little-endian, no padding:
+//!
+//! ```text
+//! header, 32 bytes
+//!   0  u32 magic "TDND" (0x444e4454)
+//!   4  u8  level          0 = leaf
+//!   5  u8  flags          must be 0
+//!   6  u16 count          number of entries
+//!   8  u64 tid            transaction that wrote the node
+//!  16  u64 owner          tree that wrote it (for messages; nodes are shared by snapshots)
+//!  24  u32 used           bytes of entries after the header
+//!  28  u32 reserved       0
+//! entries, in key order, each:
+//!   0  u16 key length
+//!   2  u16 value length
+//!   4  u8  kind           0 plain, 1 extent, 2 tree, 3 child (internal nodes only)
+//!   5  u64 tid            transaction that last modified the entry
+//!  13  key bytes, then value bytes
+//! zeros to 16 KiB
+//! ```
+//!
+//! In an internal node, entry i's key is the lowest key of child i's subtree (child 0 also
+//! holds anything lower) and its value is the child's [`BlockRef`].
+
+use std::sync::Arc;
+
+use crate::bref::{le_u16, le_u32, le_u64, BlockRef, Extent, TreeInfo};
+use crate::error::{Result, StoreError};
+use crate::ids::{Tid, TreeId};
+use crate::layout::{KEY_BYTES_MAX, NODE_BYTES, VALUE_BYTES_MAX};
+
+pub(crate) const NODE_MAGIC: u32 = 0x444e_4454;
+pub(crate) const NODE_HEADER_BYTES: usize = 32;
+pub(crate) const ENTRY_HEADER_BYTES: usize = 13;
+/// Bytes available for entries.
+pub(crate) const NODE_CAPACITY_BYTES: usize = NODE_BYTES - NODE_HEADER_BYTES;
+/// Below this many entry bytes a non-root node is merged with or refilled from a sibling.
+pub(crate) const NODE_UNDERFLOW_BYTES: usize = NODE_CAPACITY_BYTES / 4;
+
+/// What an entry's value holds, which decides how the store accounts for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Opaque bytes.
+    Plain = 0,
+    /// An [`Extent`] followed by opaque bytes; the entry holds a reference on the extent.
+    Extent = 1,
+    /// A [`TreeInfo`] (root tree only); the entry holds a reference on the tree's root node.
+    Tree = 2,
+    /// A child [`BlockRef`] (internal nodes only).
+    Child = 3,
+}
+
+impl EntryKind {
+    fn from_u8(v: u8) -> Option<EntryKind> {
+        Some(match v {
+            0 => EntryKind::Plain,
+            1 => EntryKind::Extent,
+            2 => EntryKind::Tree,
+            3 => EntryKind::Child,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Slot {
+    offset: u32,
+    key_len: u16,
+    value_len: u16,
+    kind: EntryKind,
+    tid: Tid,
+    /// A child not yet written (internal nodes of a transaction only).
+    dirty_child: Option<Arc<Node>>,
+}
+
+impl Slot {
+    fn encoded_bytes(&self) -> usize {
+        ENTRY_HEADER_BYTES + self.key_len as usize + self.value_len as usize
+    }
+}
+
+/// One node in memory. Clean nodes are shared read-only through `Arc`; a transaction edits
+/// its own copies.
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub level: u8,
+    pub tid: Tid,
+    pub owner: TreeId,
+    slots: Vec<Slot>,
+    heap: Vec<u8>,
+    used_bytes: usize,
+}
+
+/// A reference held by an entry, which the store counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeldRef {
+    Extent(Extent),
+    /// A node: the root of a tree named by a root-tree entry, or a clean child.
+    Node(BlockRef),
+}
+
+impl Node {
+    pub fn new(level: u8, tid: Tid, owner: TreeId) -> Node {
+        Node {
+            level,
+            tid,
+            owner,
+            slots: Vec::new(),
+            heap: Vec::new(),
+            used_bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.level == 0
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+
+    pub fn is_overfull(&self) -> bool {
+        self.used_bytes > NODE_CAPACITY_BYTES
+    }
+
+    pub fn is_underfull(&self) -> bool {
+        self.used_bytes < NODE_UNDERFLOW_BYTES
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let s = &self.slots[i];
+        &self.heap[s.offset as usize..s.offset as usize + s.key_len as usize]
+    }
+
+    pub fn value(&self, i: usize) -> &[u8] {
+        let s = &self.slots[i];
+        let start = s.offset as usize + s.key_len as usize;
+        &self.heap[start..start + s.value_len as usize]
+    }
+
+    pub fn kind(&self, i: usize) -> EntryKind {
+        self.slots[i].kind
+    }
+
+    pub fn entry_tid(&self, i: usize) -> Tid {
+        self.slots[i].tid
+    }
+
+    pub fn entry_bytes(&self, i: usize) -> usize {
+        self.slots[i].encoded_bytes()
+    }
+
+    /// The extent an entry references, if any.
+    pub fn extent(&self, i: usize) -> Option<Extent> {
+        match self.slots[i].kind {
+            EntryKind::Extent => Extent::decode(self.value(i)),
+            _ => None,
+        }
+    }
+
+    /// The reference an entry holds on another allocation, if any.
+    pub fn held_ref(&self, i: usize) -> Option<HeldRef> {
+        match self.slots[i].kind {
+            EntryKind::Plain => None,
+            EntryKind::Extent => self.extent(i).map(HeldRef::Extent),
+            EntryKind::Tree => TreeInfo::decode(self.value(i))
+                .ok()
+                .and_then(|t| t.root)
+                .map(HeldRef::Node),
+            EntryKind::Child => {
+                if self.slots[i].dirty_child.is_some() {
+                    None
+                } else {
+                    BlockRef::decode(self.value(i)).map(HeldRef::Node)
+                }
+            }
+        }
+    }
+
+    /// Binary search: `Ok(i)` if entry i has `key`, else `Err(insertion point)`.
+    pub fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
+        self.slots.binary_search_by(|s| {
+            let k = &self.heap[s.offset as usize..s.offset as usize + s.key_len as usize];
+            k.cmp(key)
+        })
+    }
+
+    /// Internal nodes: the child whose subtree holds `key`.
+    pub fn child_index(&self, key: &[u8]) -> usize {
+        match self.search(key) {
+            Ok(i) => i,
+            Err(0) => 0,
+            Err(i) => i - 1,
+        }
+    }
+
+    /// Internal nodes: the child's reference as written (stale if the child is dirty).
+    pub fn child_ref(&self, i: usize) -> BlockRef {
+        BlockRef::decode(self.value(i)).expect("child entries hold a block ref")
+    }
+
+    pub fn dirty_child(&self, i: usize) -> Option<&Arc<Node>> {
+        self.slots[i].dirty_child.as_ref()
+    }
+
+    pub fn dirty_child_mut(&mut self, i: usize) -> Option<&mut Arc<Node>> {
+        self.slots[i].dirty_child.as_mut()
+    }
+
+    pub fn set_dirty_child(&mut self, i: usize, child: Arc<Node>) {
+        self.slots[i].dirty_child = Some(child);
+    }
+
+    pub fn take_dirty_child(&mut self, i: usize) -> Option<Arc<Node>> {
+        self.slots[i].dirty_child.take()
+    }
+
+    /// Records that child i is now written at `r`.
+    pub fn set_clean_child(&mut self, i: usize, r: BlockRef) {
+        let mut bytes = [0u8; BlockRef::ENCODED_BYTES];
+        r.encode(&mut bytes);
+        self.overwrite_value_in_place(i, &bytes);
+        self.slots[i].tid = r.modify_tid;
+        self.slots[i].dirty_child = None;
+    }
+
+    fn overwrite_value_in_place(&mut self, i: usize, value: &[u8]) {
+        let s = &self.slots[i];
+        debug_assert_eq!(s.value_len as usize, value.len());
+        let start = s.offset as usize + s.key_len as usize;
+        self.heap[start..start + value.len()].copy_from_slice(value);
+    }
+
+    pub fn insert_at(
+        &mut self,
+        i: usize,
+        key: &[u8],
+        value: &[u8],
+        kind: EntryKind,
+        tid: Tid,
+        dirty_child: Option<Arc<Node>>,
+    ) {
+        let offset = self.heap.len() as u32;
+        self.heap.extend_from_slice(key);
+        self.heap.extend_from_slice(value);
+        let slot = Slot {
+            offset,
+            key_len: key.len() as u16,
+            value_len: value.len() as u16,
+            kind,
+            tid,
+            dirty_child,
+        };
+        self.used_bytes += slot.encoded_bytes();
+        self.slots.insert(i, slot);
+    }
+
+    /// Replaces entry i's value, keeping its key.
+    pub fn replace_value(&mut self, i: usize, value: &[u8], kind: EntryKind, tid: Tid) {
+        let old_len = self.slots[i].value_len as usize;
+        if old_len == value.len() {
+            self.overwrite_value_in_place(i, value);
+        } else {
+            let key = self.key(i).to_vec();
+            let offset = self.heap.len() as u32;
+            self.heap.extend_from_slice(&key);
+            self.heap.extend_from_slice(value);
+            self.slots[i].offset = offset;
+            self.slots[i].value_len = value.len() as u16;
+            self.used_bytes = self.used_bytes + value.len() - old_len;
+            self.maybe_compact();
+        }
+        self.slots[i].kind = kind;
+        self.slots[i].tid = tid;
+    }
+
+    /// Changes entry i's key (internal nodes: a separator moved).
+    pub fn replace_key(&mut self, i: usize, key: &[u8]) {
+        let value = self.value(i).to_vec();
+        let old_len = self.slots[i].key_len as usize;
+        let offset = self.heap.len() as u32;
+        self.heap.extend_from_slice(key);
+        self.heap.extend_from_slice(&value);
+        self.slots[i].offset = offset;
+        self.slots[i].key_len = key.len() as u16;
+        self.used_bytes = self.used_bytes + key.len() - old_len;
+        self.maybe_compact();
+    }
+
+    /// Removes entry i; returns its dirty child if it had one.
+    pub fn remove(&mut self, i: usize) -> Option<Arc<Node>> {
+        let slot = self.slots.remove(i);
+        self.used_bytes -= slot.encoded_bytes();
+        self.maybe_compact();
+        slot.dirty_child
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.heap.len() > 2 * self.used_bytes + NODE_BYTES {
+            let mut heap = Vec::with_capacity(self.used_bytes);
+            for s in &mut self.slots {
+                let start = s.offset as usize;
+                let end = start + s.key_len as usize + s.value_len as usize;
+                s.offset = heap.len() as u32;
+                heap.extend_from_slice(&self.heap[start..end]);
+            }
+            self.heap = heap;
+        }
+    }
+
+    /// Moves the upper half (by bytes) into a new right sibling and returns it.
+    pub fn split(&mut self) -> Node {
+        let target = self.used_bytes / 2;
+        let mut acc = 0;
+        let mut at = self.slots.len() - 1;
+        for i in 0..self.slots.len() {
+            acc += self.slots[i].encoded_bytes();
+            if acc >= target {
+                at = i + 1;
+                break;
+            }
+        }
+        let at = at.clamp(1, self.slots.len() - 1);
+        self.split_off(at)
+    }
+
+    /// Moves entries `at..` into a new node.
+    pub fn split_off(&mut self, at: usize) -> Node {
+        let mut right = Node::new(self.level, self.tid, self.owner);
+        let moved: Vec<Slot> = self.slots.drain(at..).collect();
+        for s in moved {
+            let start = s.offset as usize;
+            let end = start + s.key_len as usize + s.value_len as usize;
+            let offset = right.heap.len() as u32;
+            right.heap.extend_from_slice(&self.heap[start..end]);
+            self.used_bytes -= s.encoded_bytes();
+            right.used_bytes += s.encoded_bytes();
+            right.slots.push(Slot { offset, ..s });
+        }
+        self.maybe_compact();
+        right
+    }
+
+    /// Appends every entry of `right` (whose keys are all greater).
+    pub fn append(&mut self, right: &Node) {
+        for (i, s) in right.slots.iter().enumerate() {
+            let offset = self.heap.len() as u32;
+            self.heap.extend_from_slice(right.key(i));
+            self.heap.extend_from_slice(right.value(i));
+            self.used_bytes += s.encoded_bytes();
+            self.slots.push(Slot {
+                offset,
+                dirty_child: s.dirty_child.clone(),
+                ..*s
+            });
+        }
+    }
+
+    /// Encodes the node into its 16 KiB disk form. Every child must be clean.
+    pub fn encode(&self, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), NODE_BYTES);
+        assert!(!self.is_overfull(), "encoding an overfull node");
+        out[0..4].copy_from_slice(&NODE_MAGIC.to_le_bytes());
+        out[4] = self.level;
+        out[5] = 0;
+        out[6..8].copy_from_slice(&(self.slots.len() as u16).to_le_bytes());
+        out[8..16].copy_from_slice(&self.tid.0.to_le_bytes());
+        out[16..24].copy_from_slice(&self.owner.0.to_le_bytes());
+        out[24..28].copy_from_slice(&(self.used_bytes as u32).to_le_bytes());
+        out[28..32].fill(0);
+        let mut p = NODE_HEADER_BYTES;
+        for (i, s) in self.slots.iter().enumerate() {
+            assert!(s.dirty_child.is_none(), "encoding a node with a dirty child");
+            out[p..p + 2].copy_from_slice(&s.key_len.to_le_bytes());
+            out[p + 2..p + 4].copy_from_slice(&s.value_len.to_le_bytes());
+            out[p + 4] = s.kind as u8;
+            out[p + 5..p + 13].copy_from_slice(&s.tid.0.to_le_bytes());
+            p += ENTRY_HEADER_BYTES;
+            let k = self.key(i);
+            out[p..p + k.len()].copy_from_slice(k);
+            p += k.len();
+            let v = self.value(i);
+            out[p..p + v.len()].copy_from_slice(v);
+            p += v.len();
+        }
+        out[p..].fill(0);
+    }
+
+    /// Decodes and validates a node read from `block`. Never panics on bad bytes.
+    pub fn decode(block: u64, bytes: &[u8]) -> Result<Node> {
+        let bad = |detail: String| StoreError::corrupt("tree node", block, detail);
+        if bytes.len() != NODE_BYTES {
+            return Err(bad(format!("node of {} bytes", bytes.len())));
+        }
+        let magic = le_u32(&bytes[0..4]);
+        if magic != NODE_MAGIC {
+            return Err(bad(format!("bad magic {magic:#010x}")));
+        }
+        let level = bytes[4];
+        if bytes[5] != 0 {
+            return Err(bad(format!("unknown node flags {:#x}", bytes[5])));
+        }
+        let count = le_u16(&bytes[6..8]) as usize;
+        let tid = Tid(le_u64(&bytes[8..16]));
+        let owner = TreeId(le_u64(&bytes[16..24]));
+        let used = le_u32(&bytes[24..28]) as usize;
+        if used > NODE_CAPACITY_BYTES {
+            return Err(bad(format!("claims {used} used bytes")));
+        }
+        let mut node = Node::new(level, tid, owner);
+        node.slots.reserve(count);
+        node.heap.reserve(used);
+        let end = NODE_HEADER_BYTES + used;
+        let mut p = NODE_HEADER_BYTES;
+        for i in 0..count {
+            if p + ENTRY_HEADER_BYTES > end {
+                return Err(bad(format!("entry {i} runs past the used bytes")));
+            }
+            let key_len = le_u16(&bytes[p..p + 2]) as usize;
+            let value_len = le_u16(&bytes[p + 2..p + 4]) as usize;
+            let kind = EntryKind::from_u8(bytes[p + 4])
+                .ok_or_else(|| bad(format!("entry {i} has unknown kind {}", bytes[p + 4])))?;
+            let entry_tid = Tid(le_u64(&bytes[p + 5..p + 13]));
+            p += ENTRY_HEADER_BYTES;
+            if p + key_len + value_len > end {
+                return Err(bad(format!("entry {i} runs past the used bytes")));
+            }
+            if key_len > KEY_BYTES_MAX || value_len > VALUE_BYTES_MAX {
+                return Err(bad(format!("entry {i} exceeds the key or value limit")));
+            }
+            let key = &bytes[p..p + key_len];
+            let value = &bytes[p + key_len..p + key_len + value_len];
+            p += key_len + value_len;
+            let well_formed = match (level, kind) {
+                (0, EntryKind::Plain) => true,
+                (0, EntryKind::Extent) => value_len >= Extent::ENCODED_BYTES,
+                (0, EntryKind::Tree) => TreeInfo::decode(value).is_ok(),
+                (l, EntryKind::Child) if l > 0 => value_len == BlockRef::ENCODED_BYTES,
+                _ => false,
+            };
+            if !well_formed {
+                return Err(bad(format!("entry {i} is malformed for a level-{level} node")));
+            }
+            if entry_tid > tid {
+                return Err(bad(format!(
+                    "entry {i} has tid {entry_tid} newer than its node's {tid}"
+                )));
+            }
+            if i > 0 && node.key(i - 1) >= key {
+                return Err(bad(format!("entry {i} is out of key order")));
+            }
+            node.insert_at(i, key, value, kind, entry_tid, None);
+        }
+        if p != end {
+            return Err(bad(format!("entries use {} bytes, header says {used}", p - NODE_HEADER_BYTES)));
+        }
+        Ok(node)
+    }
+}
+
+/// The checksum stored in a bref for a node's bytes.
+pub(crate) fn node_checksum(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_with(n: usize) -> Node {
+        let mut node = Node::new(0, Tid(3), TreeId(1));
+        for i in 0..n {
+            let key = format!("key{i:05}");
+            node.insert_at(i, key.as_bytes(), &[i as u8; 40], EntryKind::Plain, Tid(2), None);
+        }
+        node
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let node = leaf_with(100);
+        let mut buf = vec![0u8; NODE_BYTES];
+        node.encode(&mut buf);
+        let back = Node::decode(9, &buf).unwrap();
+        assert_eq!(back.len(), 100);
+        for i in 0..100 {
+            assert_eq!(back.key(i), node.key(i));
+            assert_eq!(back.value(i), node.value(i));
+            assert_eq!(back.entry_tid(i), Tid(2));
+        }
+        assert_eq!(back.used_bytes(), node.used_bytes());
+    }
+
+    #[test]
+    fn decode_rejects_damage_without_panicking() {
+        let node = leaf_with(50);
+        let mut buf = vec![0u8; NODE_BYTES];
+        node.encode(&mut buf);
+        for pos in (0..2000).step_by(7) {
+            let mut bad = buf.clone();
+            bad[pos] ^= 0xff;
+            let _ = Node::decode(1, &bad); // must not panic
+        }
+        let mut bad = buf.clone();
+        bad[0] = 0;
+        let err = Node::decode(77, &bad).err().unwrap().to_string();
+        assert!(err.contains("block 77"), "{err}");
+    }
+
+    #[test]
+    fn split_balances_bytes_and_append_undoes_it() {
+        let mut node = leaf_with(200);
+        let before = node.used_bytes();
+        let right = node.split();
+        assert!(node.used_bytes().abs_diff(right.used_bytes()) < 200);
+        assert_eq!(node.used_bytes() + right.used_bytes(), before);
+        assert!(node.key(node.len() - 1) < right.key(0));
+        node.append(&right);
+        assert_eq!(node.len(), 200);
+        assert_eq!(node.used_bytes(), before);
+    }
+
+    #[test]
+    fn edits_keep_accounting_and_compact() {
+        let mut node = leaf_with(10);
+        for round in 0..2000 {
+            node.replace_value(3, &vec![round as u8; 10 + round % 50], EntryKind::Plain, Tid(3));
+        }
+        assert_eq!(node.value(3).len(), 10 + 1999 % 50);
+        let expected: usize = (0..node.len()).map(|i| node.entry_bytes(i)).sum();
+        assert_eq!(node.used_bytes(), expected);
+        assert!(node.heap.len() < 3 * NODE_BYTES);
+    }
+}

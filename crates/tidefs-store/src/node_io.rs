@@ -1,0 +1,137 @@
+//! Reading nodes (verified against their bref, cached) and writing them (coalesced).
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+
+use crate::bref::BlockRef;
+use crate::device::BlockDevice;
+use crate::error::{Result, StoreError};
+use crate::layout::{block_offset, BLOCK_BYTES, NODE_BYTES};
+use crate::node::{node_checksum, Node};
+
+#[derive(Clone)]
+struct NodeWeight;
+
+impl Weighter<u64, (u32, Arc<Node>)> for NodeWeight {
+    fn weight(&self, _key: &u64, val: &(u32, Arc<Node>)) -> u64 {
+        (val.1.used_bytes() + 256) as u64
+    }
+}
+
+/// Verified, cached access to nodes on the device.
+pub(crate) struct NodeIo {
+    pub device: Arc<dyn BlockDevice>,
+    cache: Cache<u64, (u32, Arc<Node>), NodeWeight>,
+}
+
+/// Bytes of decoded nodes kept in memory by default.
+pub const NODE_CACHE_BYTES_DEFAULT: u64 = 512 << 20;
+
+impl NodeIo {
+    pub fn new(device: Arc<dyn BlockDevice>, cache_bytes: u64) -> NodeIo {
+        let estimated_items = (cache_bytes / 8192).max(64) as usize;
+        NodeIo {
+            device,
+            cache: Cache::with_weighter(estimated_items, cache_bytes, NodeWeight),
+        }
+    }
+
+    /// Loads the node `r` points at, checking its checksum, its tid and (if given) its level.
+    pub fn load(&self, r: BlockRef, level: Option<u8>) -> Result<Arc<Node>> {
+        if let Some((crc, node)) = self.cache.get(&r.block) {
+            if crc == r.checksum {
+                return Ok(node);
+            }
+        }
+        let mut buf = vec![0u8; NODE_BYTES];
+        let offset = block_offset(r.block);
+        self.device
+            .read_at(offset, &mut buf)
+            .map_err(|e| StoreError::io("reading a tree node", offset, e))?;
+        let found = node_checksum(&buf);
+        if found != r.checksum {
+            return Err(StoreError::ChecksumMismatch {
+                what: "tree node",
+                block: r.block,
+                expected: r.checksum,
+                found,
+            });
+        }
+        let node = Node::decode(r.block, &buf)?;
+        if node.tid != r.modify_tid {
+            return Err(StoreError::corrupt(
+                "tree node",
+                r.block,
+                format!("written at tid {} but referenced as tid {}", node.tid, r.modify_tid),
+            ));
+        }
+        if let Some(level) = level {
+            if node.level != level {
+                return Err(StoreError::corrupt(
+                    "tree node",
+                    r.block,
+                    format!("level {} where level {level} was expected", node.level),
+                ));
+            }
+        }
+        let node = Arc::new(node);
+        self.cache.insert(r.block, (r.checksum, node.clone()));
+        Ok(node)
+    }
+
+    /// Remembers a node just written.
+    pub fn remember(&self, block: u64, checksum: u32, node: Arc<Node>) {
+        self.cache.insert(block, (checksum, node));
+    }
+
+    /// Forgets whatever was cached for `block` (it is being reused).
+    pub fn forget(&self, block: u64) {
+        self.cache.remove(&block);
+    }
+}
+
+/// Largest single write the batcher issues.
+const WRITE_BATCH_BYTES_MAX: usize = 8 << 20;
+
+/// Gathers node writes at consecutive blocks into large writes.
+pub(crate) struct BatchWriter {
+    device: Arc<dyn BlockDevice>,
+    buf: Vec<u8>,
+    start_block: u64,
+}
+
+impl BatchWriter {
+    pub fn new(device: Arc<dyn BlockDevice>) -> BatchWriter {
+        BatchWriter {
+            device,
+            buf: Vec::new(),
+            start_block: 0,
+        }
+    }
+
+    pub fn write(&mut self, block: u64, bytes: &[u8]) -> Result<()> {
+        let next = self.start_block + (self.buf.len() / BLOCK_BYTES) as u64;
+        if !self.buf.is_empty() && (block != next || self.buf.len() >= WRITE_BATCH_BYTES_MAX) {
+            self.finish()?;
+        }
+        if self.buf.is_empty() {
+            self.start_block = block;
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    pub fn finish(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let offset = block_offset(self.start_block);
+        self.device
+            .write_at(offset, &self.buf)
+            .map_err(|e| StoreError::io("writing tree nodes", offset, e))?;
+        self.buf.clear();
+        Ok(())
+    }
+}

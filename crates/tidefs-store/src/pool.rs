@@ -1,0 +1,487 @@
+//! A pool: one device, its superblocks, space map and trees; the single writer, the readers,
+//! and the commit protocol.
+//!
+//! Commit protocol (crash argument in docs/commit.md):
+//! 1. write every edited node to blocks that were free in the last committed state;
+//! 2. write changed space-map pages into their spare slots, then changed directory pages;
+//! 3. flush;
+//! 4. write the superblock (tid, root-tree bref, directory checksums) into pair `tid % 2`;
+//! 5. flush. The commit is durable and acknowledged only now.
+//!
+//! A write error anywhere in a commit stops the pool (fail-stop): the in-memory state no
+//! longer matches anything on disk, so it refuses further work until reopened, and the
+//! reopened pool is exactly the last committed state.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::btree::root::Root;
+use crate::device::{BlockDevice, FileDevice};
+use crate::error::{Result, StoreError};
+use crate::ids::Tid;
+use crate::layout::{BLOCK_BYTES, PAGE_BLOCKS, POOL_PAGES_MAX};
+use crate::node_io::{NodeIo, NODE_CACHE_BYTES_DEFAULT};
+use crate::read_txn::{Committed, ReadTxn};
+use crate::space_map::{FreedRun, SpaceMap, SpaceUsage};
+use crate::superblock::Superblock;
+use crate::txn::{TxnState, WriteTxn};
+
+/// Name of the data file inside a pool directory.
+pub const POOL_FILE_NAME: &str = "pool.img";
+/// Name of the lock file inside a pool directory.
+pub const LOCK_FILE_NAME: &str = "lock";
+
+const PAGE_BYTES: u64 = PAGE_BLOCKS * BLOCK_BYTES as u64;
+
+/// How a new pool is laid out.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Size the pool starts with (it grows on demand).
+    pub initial_bytes: u64,
+    /// Size the pool may never exceed (`None`: as far as the device allows).
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            initial_bytes: 64 << 20,
+            max_bytes: None,
+        }
+    }
+}
+
+/// How a pool is opened.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Bytes of decoded nodes kept in memory.
+    pub cache_bytes: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            cache_bytes: NODE_CACHE_BYTES_DEFAULT,
+        }
+    }
+}
+
+struct Writer {
+    txn: TxnState,
+    space: SpaceMap,
+    /// Runs freed by committed transactions, waiting for readers to move on.
+    pending: Vec<FreedRun>,
+    sb: Superblock,
+}
+
+pub(crate) struct Shared {
+    pub io: Arc<NodeIo>,
+    writer: Mutex<Writer>,
+    committed: RwLock<Arc<Committed>>,
+    readers: Mutex<BTreeMap<Tid, usize>>,
+    failed: Mutex<Option<String>>,
+    _lock: Option<File>,
+}
+
+impl Shared {
+    pub(crate) fn unregister_reader(&self, tid: Tid) {
+        let mut readers = self.readers.lock();
+        if let Some(n) = readers.get_mut(&tid) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&tid);
+            }
+        }
+    }
+}
+
+/// An open pool. Cheap to clone; all clones share one writer and one cache.
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Pool {
+    /// Formats `device` as a new, empty pool and opens it.
+    pub fn create(device: Arc<dyn BlockDevice>, create: &CreateOptions, open: &OpenOptions) -> Result<Pool> {
+        Self::format(&*device, create)?;
+        Self::open_with_lock(device, open, None)
+    }
+
+    fn format(device: &dyn BlockDevice, opts: &CreateOptions) -> Result<()> {
+        let mut max_pages = opts.max_bytes.map_or(0, |b| b / PAGE_BYTES);
+        if let Some(cap) = device.capacity_bytes() {
+            let cap_pages = cap / PAGE_BYTES;
+            max_pages = if max_pages == 0 { cap_pages } else { max_pages.min(cap_pages) };
+        }
+        if opts.max_bytes.is_some() || device.capacity_bytes().is_some() {
+            if max_pages < 1 {
+                return Err(StoreError::Invalid(format!(
+                    "a pool needs at least {PAGE_BYTES} bytes"
+                )));
+            }
+        }
+        max_pages = max_pages.min(POOL_PAGES_MAX);
+        let mut total_pages = opts.initial_bytes.div_ceil(PAGE_BYTES).max(1);
+        if max_pages != 0 {
+            total_pages = total_pages.min(max_pages);
+        }
+        if device.capacity_bytes().is_some() {
+            total_pages = max_pages; // a block device is used whole from the start
+        }
+        device
+            .grow(total_pages * PAGE_BYTES)
+            .map_err(|e| StoreError::io("sizing the pool", total_pages * PAGE_BYTES, e))?;
+        // Wipe all superblock slots so nothing of an earlier pool on the device survives.
+        let zeros = vec![0u8; BLOCK_BYTES];
+        for block in crate::layout::SUPERBLOCK_BLOCKS {
+            let at = crate::layout::block_offset(block);
+            device
+                .write_at(at, &zeros)
+                .map_err(|e| StoreError::io("formatting the pool", at, e))?;
+        }
+        let sb = Superblock {
+            pool_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            tid: Tid(1),
+            root_tree: None,
+            root_tree_level: 0,
+            total_pages,
+            max_pages,
+            used_blocks: 0,
+            next_tree_id: 1,
+            dir_crcs: vec![0; total_pages.div_ceil(crate::layout::DIR_PAGES) as usize],
+        };
+        device.flush().map_err(|e| StoreError::io("flushing", 0, e))?;
+        sb.write(device)?;
+        device.flush().map_err(|e| StoreError::io("flushing", 0, e))?;
+        Ok(())
+    }
+
+    /// Opens an existing pool on `device`.
+    pub fn open(device: Arc<dyn BlockDevice>, opts: &OpenOptions) -> Result<Pool> {
+        Self::open_with_lock(device, opts, None)
+    }
+
+    fn open_with_lock(device: Arc<dyn BlockDevice>, opts: &OpenOptions, lock: Option<File>) -> Result<Pool> {
+        let sb = Superblock::read_newest(&*device)?;
+        let space = SpaceMap::open(
+            device.clone(),
+            sb.total_pages,
+            sb.max_pages,
+            sb.dir_crcs.clone(),
+            sb.used_blocks,
+        )?;
+        let root_tree = Root::from_ref(sb.root_tree, sb.root_tree_level);
+        let committed = Committed {
+            tid: sb.tid,
+            root_tree: root_tree.clone(),
+        };
+        let writer = Writer {
+            txn: TxnState::new(Tid(sb.tid.0 + 1), root_tree, sb.next_tree_id),
+            space,
+            pending: Vec::new(),
+            sb,
+        };
+        Ok(Pool {
+            shared: Arc::new(Shared {
+                io: Arc::new(NodeIo::new(device, opts.cache_bytes)),
+                writer: Mutex::new(writer),
+                committed: RwLock::new(Arc::new(committed)),
+                readers: Mutex::new(BTreeMap::new()),
+                failed: Mutex::new(None),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Whether `path` holds a pool (a pool directory or a device with a pool on it).
+    pub fn exists(path: &Path) -> bool {
+        if is_block_device(path) {
+            return FileDevice::open(path, false)
+                .ok()
+                .is_some_and(|d| Superblock::read_newest(&d).is_ok());
+        }
+        path.join(POOL_FILE_NAME).is_file()
+    }
+
+    /// Creates a pool in directory `path` (created if missing), or on the block device `path`.
+    pub fn create_at(path: &Path, create: &CreateOptions, open: &OpenOptions) -> Result<Pool> {
+        let (data, lock) = Self::paths(path);
+        if !is_block_device(path) {
+            if data.exists() {
+                return Err(StoreError::Invalid(format!("{} already holds a pool", path.display())));
+            }
+            std::fs::create_dir_all(path).map_err(|e| StoreError::io("creating the pool directory", 0, e))?;
+        }
+        let lock = take_lock(&lock, path)?;
+        let device = FileDevice::open(&data, true).map_err(|e| StoreError::io("creating the pool file", 0, e))?;
+        Self::format(&device, create)?;
+        device.flush().map_err(|e| StoreError::io("flushing", 0, e))?;
+        Self::open_with_lock(Arc::new(device), open, Some(lock))
+    }
+
+    /// Opens the pool in directory `path` (or on the block device `path`), taking the
+    /// pool's lock for the life of the returned value.
+    pub fn open_at(path: &Path, open: &OpenOptions) -> Result<Pool> {
+        let (data, lock) = Self::paths(path);
+        if !data.exists() {
+            return Err(StoreError::Invalid(format!("no pool at {}", path.display())));
+        }
+        let lock = take_lock(&lock, path)?;
+        let device = FileDevice::open(&data, false).map_err(|e| StoreError::io("opening the pool file", 0, e))?;
+        Self::open_with_lock(Arc::new(device), open, Some(lock))
+    }
+
+    fn paths(path: &Path) -> (PathBuf, PathBuf) {
+        if is_block_device(path) {
+            (path.to_path_buf(), path.to_path_buf())
+        } else {
+            (path.join(POOL_FILE_NAME), path.join(LOCK_FILE_NAME))
+        }
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &*self.shared.failed.lock() {
+            Some(why) => Err(StoreError::Failed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, why: String) {
+        self.shared.failed.lock().get_or_insert(why);
+    }
+
+    /// Runs `f` as part of the open transaction. If `f` fails, every change it made is
+    /// undone and the error returned; nothing of it will ever commit.
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut WriteTxn<'_>) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.check_failed()?;
+        let mut guard = self.shared.writer.lock();
+        let w = &mut *guard;
+        let saved = w.txn.clone();
+        let freed_len = w.txn.freed.len();
+        w.space.begin_savepoint();
+        let mut result = {
+            let mut txn = WriteTxn {
+                state: &mut w.txn,
+                space: &mut w.space,
+                io: &self.shared.io,
+            };
+            f(&mut txn)
+        };
+        if result.is_ok() {
+            let needed = w.txn.commit_blocks_estimate();
+            let free = w.space.allocatable_blocks();
+            if needed > free {
+                result = Err(StoreError::NoSpace {
+                    needed_blocks: needed,
+                    free_blocks: free,
+                }
+                .into());
+            }
+        }
+        match result {
+            Ok(v) => {
+                w.space.end_savepoint();
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(undo) = w.space.rollback() {
+                    self.fail(format!("undoing a failed change: {undo}"));
+                }
+                let mut restored = saved;
+                restored.freed = std::mem::take(&mut w.txn.freed);
+                restored.freed.truncate(freed_len);
+                w.txn = restored;
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the open transaction now: when this returns, everything written before it is
+    /// durable. Returns the committed tid (the current one if there was nothing to commit).
+    pub fn commit(&self) -> Result<Tid> {
+        self.check_failed()?;
+        let mut guard = self.shared.writer.lock();
+        let w = &mut *guard;
+        if !w.txn.changed {
+            return Ok(Tid(w.txn.tid.0 - 1));
+        }
+        self.release_pending(w);
+        let needed = w.txn.commit_blocks_estimate();
+        let free = w.space.allocatable_blocks();
+        if needed > free {
+            return Err(StoreError::NoSpace {
+                needed_blocks: needed,
+                free_blocks: free,
+            });
+        }
+        match self.commit_locked(w) {
+            Ok(tid) => Ok(tid),
+            Err(e) => {
+                self.fail(format!("commit of tid {} failed: {e}", w.txn.tid));
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits only if the changes of transaction `tid` are not durable yet.
+    pub fn commit_through(&self, tid: Tid) -> Result<Tid> {
+        let committed = self.committed_tid();
+        if committed >= tid {
+            return Ok(committed);
+        }
+        self.commit()
+    }
+
+    fn commit_locked(&self, w: &mut Writer) -> Result<Tid> {
+        let tid = w.txn.tid;
+        let device = self.shared.io.device.clone();
+        let root_tree = {
+            let mut txn = WriteTxn {
+                state: &mut w.txn,
+                space: &mut w.space,
+                io: &self.shared.io,
+            };
+            txn.write_out_all()?
+        };
+        let dir_crcs = w.space.write_dirty(tid)?;
+        device.flush().map_err(|e| StoreError::io("flushing before the superblock", 0, e))?;
+        let (root_ref, root_level) = match &root_tree {
+            Root::Clean { bref, level } => (Some(*bref), *level),
+            _ => (None, 0),
+        };
+        let sb = Superblock {
+            pool_uuid: w.sb.pool_uuid,
+            tid,
+            root_tree: root_ref,
+            root_tree_level: root_level,
+            total_pages: w.space.total_pages(),
+            max_pages: w.space.max_pages(),
+            used_blocks: w.space.used_blocks(),
+            next_tree_id: w.txn.next_tree_id,
+            dir_crcs,
+        };
+        sb.write(&*device)?;
+        device.flush().map_err(|e| StoreError::io("flushing the superblock", 0, e))?;
+        w.sb = sb;
+        *self.shared.committed.write() = Arc::new(Committed {
+            tid,
+            root_tree: root_tree.clone(),
+        });
+        let freed = std::mem::take(&mut w.txn.freed);
+        w.pending.extend(freed);
+        w.txn = TxnState::new(Tid(tid.0 + 1), root_tree, w.txn.next_tree_id);
+        self.release_pending(w);
+        Ok(tid)
+    }
+
+    /// Makes blocks freed by committed transactions reusable once no reader can see them.
+    fn release_pending(&self, w: &mut Writer) {
+        let oldest_reader = self.shared.readers.lock().keys().next().copied();
+        let committed = Tid(w.txn.tid.0 - 1);
+        let io = &self.shared.io;
+        let space = &mut w.space;
+        w.pending.retain(|run| {
+            let visible = run.freed_tid > committed || oldest_reader.is_some_and(|r| r < run.freed_tid);
+            if visible {
+                return true;
+            }
+            io.forget(run.block);
+            space.release(*run).is_err()
+        });
+    }
+
+    /// A consistent view of the last committed state.
+    pub fn read(&self) -> ReadTxn {
+        let mut readers = self.shared.readers.lock();
+        let committed = self.shared.committed.read().clone();
+        *readers.entry(committed.tid).or_default() += 1;
+        ReadTxn {
+            shared: self.shared.clone(),
+            committed,
+        }
+    }
+
+    /// The tid of the last commit.
+    pub fn committed_tid(&self) -> Tid {
+        self.shared.committed.read().tid
+    }
+
+    /// Whether the open transaction holds changes.
+    pub fn has_uncommitted(&self) -> bool {
+        self.shared.writer.lock().txn.changed
+    }
+
+    /// About how many bytes the next commit will write.
+    pub fn uncommitted_bytes(&self) -> u64 {
+        let w = self.shared.writer.lock();
+        w.txn.dirty_nodes * crate::layout::NODE_BYTES as u64 + w.txn.fresh_bytes
+    }
+
+    /// Space figures as of the open transaction.
+    pub fn usage(&self) -> SpaceUsage {
+        self.shared.writer.lock().space.usage()
+    }
+
+    /// The pool's UUID.
+    pub fn uuid(&self) -> [u8; 16] {
+        self.shared.writer.lock().sb.pool_uuid
+    }
+
+    /// Why the pool stopped, if a write failed.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failed.lock().clone()
+    }
+}
+
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// Takes the pool's lock, or says who holds it.
+fn take_lock(lock_path: &Path, pool: &Path) -> Result<File> {
+    use std::io::{Read, Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(!is_block_device(lock_path))
+        .truncate(false)
+        .open(lock_path)
+        .map_err(|e| StoreError::io("opening the pool lock", 0, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StoreError::Locked {
+                path: pool.display().to_string(),
+                holder: if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io("locking the pool", 0, e)),
+    }
+    if !is_block_device(lock_path) {
+        let who = format!(
+            "pid {} ({})",
+            std::process::id(),
+            std::env::args().collect::<Vec<_>>().join(" ")
+        );
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = file.write_all(who.as_bytes());
+    }
+    Ok(file)
+}

@@ -1,0 +1,424 @@
+//! The write transaction: the single writer's view of the pool, edited in memory and written
+//! out by a commit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::btree::mutate::{lookup, Accounting, Mutator};
+use crate::btree::root::Root;
+use crate::bref::{Extent, TreeInfo};
+use crate::error::{Result, StoreError};
+use crate::ids::{Tid, TreeId};
+use crate::layout::{block_offset, KEY_BYTES_MAX, NODE_BLOCKS, VALUE_BYTES_MAX};
+use crate::node::EntryKind;
+use crate::node_io::{BatchWriter, NodeIo};
+use crate::record::Record;
+use crate::space_map::{FreedRun, SpaceMap, RC_MAX};
+use crate::tree_view::TreeView;
+
+/// A tree this transaction has touched.
+#[derive(Clone)]
+pub(crate) struct TreeState {
+    pub root: Root,
+    /// The tree's record; `info.root` is stale while `root` is dirty.
+    pub info: TreeInfo,
+    /// The root-tree record must be rewritten at commit.
+    pub entry_dirty: bool,
+}
+
+/// Everything the open transaction has changed.
+#[derive(Clone)]
+pub(crate) struct TxnState {
+    pub tid: Tid,
+    pub trees: HashMap<TreeId, TreeState>,
+    pub root_tree: Root,
+    pub next_tree_id: u64,
+    pub freed: Vec<FreedRun>,
+    pub fresh: HashSet<u64>,
+    /// Extents allocated by this transaction (writable until commit).
+    pub born: HashSet<u64>,
+    pub dirty_nodes: u64,
+    pub fresh_bytes: u64,
+    pub changed: bool,
+}
+
+impl TxnState {
+    pub fn new(tid: Tid, root_tree: Root, next_tree_id: u64) -> TxnState {
+        TxnState {
+            tid,
+            trees: HashMap::new(),
+            root_tree,
+            next_tree_id,
+            freed: Vec::new(),
+            fresh: HashSet::new(),
+            born: HashSet::new(),
+            dirty_nodes: 0,
+            fresh_bytes: 0,
+            changed: false,
+        }
+    }
+
+    /// Blocks the next commit may need to allocate, at most.
+    pub fn commit_blocks_estimate(&self) -> u64 {
+        // Every edited node plus a path of root-tree nodes per touched tree, with slack for
+        // splits while the root tree's records are rewritten.
+        (self.dirty_nodes + 4 * (self.trees.len() as u64 + 4)) * u64::from(NODE_BLOCKS)
+    }
+}
+
+pub(crate) fn tree_key(id: TreeId) -> [u8; 8] {
+    id.0.to_be_bytes()
+}
+
+/// The writer's handle inside [`crate::Pool::write`]: every change made through it commits
+/// together, or (if the closure fails) none of them happens.
+pub struct WriteTxn<'a> {
+    pub(crate) state: &'a mut TxnState,
+    pub(crate) space: &'a mut SpaceMap,
+    pub(crate) io: &'a Arc<NodeIo>,
+}
+
+macro_rules! mutator {
+    ($self:ident, $owner:expr) => {{
+        let TxnState {
+            tid,
+            freed,
+            fresh,
+            dirty_nodes,
+            ..
+        } = &mut *$self.state;
+        Mutator {
+            io: $self.io,
+            space: &mut *$self.space,
+            tid: *tid,
+            owner: $owner,
+            freed,
+            fresh,
+            dirty_nodes,
+        }
+    }};
+}
+
+impl WriteTxn<'_> {
+    /// The tid these changes will commit with.
+    pub fn tid(&self) -> Tid {
+        self.state.tid
+    }
+
+    fn load_tree(&mut self, id: TreeId) -> Result<()> {
+        if id == TreeId::ROOT {
+            return Err(StoreError::Invalid("the root tree is managed by the store".into()));
+        }
+        if self.state.trees.contains_key(&id) {
+            return Ok(());
+        }
+        let (node, i) = lookup(self.io, &self.state.root_tree, &tree_key(id))?
+            .ok_or(StoreError::NoSuchTree(id))?;
+        let info = TreeInfo::decode(node.value(i))
+            .map_err(|e| StoreError::corrupt("root tree record", 0, format!("tree {id}: {e}")))?;
+        self.state.trees.insert(
+            id,
+            TreeState {
+                root: Root::from_ref(info.root, info.root_level),
+                info,
+                entry_dirty: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn writable_tree(&mut self, id: TreeId) -> Result<()> {
+        self.load_tree(id)?;
+        if self.state.trees[&id].info.read_only {
+            return Err(StoreError::ReadOnlyTree(id));
+        }
+        Ok(())
+    }
+
+    fn check_sizes(key: &[u8], value_len: usize) -> Result<()> {
+        if key.len() > KEY_BYTES_MAX {
+            return Err(StoreError::KeyTooLong {
+                len: key.len(),
+                max: KEY_BYTES_MAX,
+            });
+        }
+        if value_len > VALUE_BYTES_MAX {
+            return Err(StoreError::ValueTooLong {
+                len: value_len,
+                max: VALUE_BYTES_MAX,
+            });
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) -> Result<bool> {
+        self.writable_tree(tree)?;
+        let mut ts = self.state.trees.remove(&tree).expect("loaded");
+        let result = mutator!(self, tree).insert(&mut ts.root, key, value, kind, Accounting::Managed);
+        ts.entry_dirty = true;
+        self.state.trees.insert(tree, ts);
+        self.state.changed = true;
+        result
+    }
+
+    /// Sets `key` to `value`. Returns true if the key was new.
+    pub fn insert(&mut self, tree: TreeId, key: &[u8], value: &[u8]) -> Result<bool> {
+        Self::check_sizes(key, value.len())?;
+        self.put(tree, key, value, EntryKind::Plain)
+    }
+
+    /// Sets `key` to a record that references `extent` (and carries `payload`). The record
+    /// holds its own reference: the first record made for a fresh extent takes over the
+    /// allocation's reference, every further one (a reflink) adds one.
+    pub fn insert_with_extent(&mut self, tree: TreeId, key: &[u8], extent: Extent, payload: &[u8]) -> Result<bool> {
+        Self::check_sizes(key, payload.len() + Extent::ENCODED_BYTES)?;
+        let head = self.space.get(extent.block)?;
+        if head == 0 || head > RC_MAX {
+            return Err(StoreError::Invalid(format!("extent at block {} is not allocated", extent.block)));
+        }
+        let mut value = vec![0u8; Extent::ENCODED_BYTES + payload.len()];
+        extent.encode(&mut value);
+        value[Extent::ENCODED_BYTES..].copy_from_slice(payload);
+        self.put(tree, key, &value, EntryKind::Extent)
+    }
+
+    /// Removes `key`. Returns whether it was there.
+    pub fn remove(&mut self, tree: TreeId, key: &[u8]) -> Result<bool> {
+        self.writable_tree(tree)?;
+        let mut ts = self.state.trees.remove(&tree).expect("loaded");
+        let result = mutator!(self, tree).remove(&mut ts.root, key, Accounting::Managed);
+        if matches!(result, Ok(true)) {
+            ts.entry_dirty = true;
+            self.state.changed = true;
+        }
+        self.state.trees.insert(tree, ts);
+        result
+    }
+
+    /// The record with `key`, including this transaction's changes.
+    pub fn get(&mut self, tree: TreeId, key: &[u8]) -> Result<Option<Record>> {
+        self.tree(tree)?.get(key)
+    }
+
+    /// A view of `tree` with this transaction's changes so far.
+    pub fn tree(&mut self, tree: TreeId) -> Result<TreeView> {
+        self.load_tree(tree)?;
+        Ok(TreeView {
+            io: self.io.clone(),
+            id: tree,
+            root: self.state.trees[&tree].root.clone(),
+        })
+    }
+
+    /// The record describing `tree`.
+    pub fn tree_info(&mut self, tree: TreeId) -> Result<TreeInfo> {
+        self.load_tree(tree)?;
+        Ok(self.state.trees[&tree].info)
+    }
+
+    /// Every tree of the pool with its record, in id order.
+    pub fn list_trees(&mut self) -> Result<Vec<(TreeId, TreeInfo)>> {
+        let view = TreeView {
+            io: self.io.clone(),
+            id: TreeId::ROOT,
+            root: self.state.root_tree.clone(),
+        };
+        let mut out = crate::read_txn::decode_tree_list(view)?;
+        for (id, info) in &mut out {
+            if let Some(ts) = self.state.trees.get(id) {
+                *info = ts.info;
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_tree_entry(&mut self, id: TreeId, info: &TreeInfo) -> Result<()> {
+        let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
+        let result = mutator!(self, TreeId::ROOT).insert(
+            &mut root,
+            &tree_key(id),
+            &info.encode(),
+            EntryKind::Tree,
+            Accounting::Raw,
+        );
+        self.state.root_tree = root;
+        result.map(|_| ())
+    }
+
+    /// Creates an empty tree.
+    pub fn create_tree(&mut self) -> Result<TreeId> {
+        let id = TreeId(self.state.next_tree_id);
+        self.state.next_tree_id += 1;
+        let info = TreeInfo {
+            root: None,
+            root_level: 0,
+            read_only: false,
+            created_tid: self.state.tid,
+            origin: None,
+        };
+        self.write_tree_entry(id, &info)?;
+        self.state.trees.insert(
+            id,
+            TreeState {
+                root: Root::Empty,
+                info,
+                entry_dirty: false,
+            },
+        );
+        self.state.changed = true;
+        Ok(id)
+    }
+
+    /// Writes out `tree`'s edited nodes now, so its root can be shared.
+    fn write_out_tree(&mut self, tree: TreeId) -> Result<()> {
+        let mut ts = self.state.trees.remove(&tree).expect("loaded");
+        let mut writer = BatchWriter::new(self.io.device.clone());
+        let result = mutator!(self, tree)
+            .write_out(&mut ts.root, &mut writer)
+            .and_then(|()| writer.finish());
+        if let Root::Clean { bref, level } = &ts.root {
+            ts.info.root = Some(*bref);
+            ts.info.root_level = *level;
+        } else {
+            ts.info.root = None;
+            ts.info.root_level = 0;
+        }
+        self.state.trees.insert(tree, ts);
+        result
+    }
+
+    /// A new tree sharing every block with `source` as it is now: O(1) in the tree's size.
+    /// `read_only` makes it a snapshot; otherwise it is a writable clone.
+    pub fn snapshot_tree(&mut self, source: TreeId, read_only: bool) -> Result<TreeId> {
+        self.load_tree(source)?;
+        if matches!(self.state.trees[&source].root, Root::Dirty(_)) {
+            self.write_out_tree(source)?;
+            self.state.trees.get_mut(&source).expect("loaded").entry_dirty = true;
+        }
+        let src = self.state.trees[&source].info;
+        if let Some(root) = src.root {
+            self.space.inc(root.block)?;
+        }
+        let id = TreeId(self.state.next_tree_id);
+        self.state.next_tree_id += 1;
+        let info = TreeInfo {
+            root: src.root,
+            root_level: src.root_level,
+            read_only,
+            created_tid: self.state.tid,
+            origin: Some(source),
+        };
+        self.write_tree_entry(id, &info)?;
+        self.state.changed = true;
+        Ok(id)
+    }
+
+    /// Deletes a tree; blocks no other tree shares are freed.
+    pub fn delete_tree(&mut self, tree: TreeId) -> Result<()> {
+        self.load_tree(tree)?;
+        let ts = self.state.trees.remove(&tree).expect("loaded");
+        mutator!(self, tree).release_root(ts.root)?;
+        let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
+        let result = mutator!(self, TreeId::ROOT).remove(&mut root, &tree_key(tree), Accounting::Raw);
+        self.state.root_tree = root;
+        result?;
+        self.state.changed = true;
+        Ok(())
+    }
+
+    /// Makes a tree read-only or writable.
+    pub fn set_read_only(&mut self, tree: TreeId, read_only: bool) -> Result<()> {
+        self.load_tree(tree)?;
+        let ts = self.state.trees.get_mut(&tree).expect("loaded");
+        ts.info.read_only = read_only;
+        ts.entry_dirty = true;
+        self.state.changed = true;
+        Ok(())
+    }
+
+    /// Allocates `blocks` contiguous data blocks, writable until commit. The extent is freed
+    /// at commit unless a record references it by then.
+    pub fn alloc_extent(&mut self, blocks: u32) -> Result<Extent> {
+        let needed = u64::from(blocks) + self.state.commit_blocks_estimate() + self.space.data_reserve_blocks();
+        let free = self.space.allocatable_blocks();
+        if needed > free {
+            return Err(StoreError::NoSpace {
+                needed_blocks: u64::from(blocks),
+                free_blocks: free.saturating_sub(needed - u64::from(blocks)),
+            });
+        }
+        let block = self.space.alloc(blocks)?;
+        self.io.forget(block);
+        self.state.fresh.insert(block);
+        self.state.born.insert(block);
+        self.state.fresh_bytes += u64::from(blocks) * crate::layout::BLOCK_BYTES as u64;
+        self.state.changed = true;
+        Ok(Extent { block, blocks })
+    }
+
+    /// Writes into an extent allocated by this transaction.
+    pub fn write_extent(&mut self, extent: Extent, offset: u64, data: &[u8]) -> Result<()> {
+        if offset + data.len() as u64 > extent.bytes() {
+            return Err(StoreError::Invalid(format!(
+                "write of {} bytes at {offset} past the end of a {}-byte extent",
+                data.len(),
+                extent.bytes()
+            )));
+        }
+        if !self.state.born.contains(&extent.block) {
+            return Err(StoreError::Invalid(format!(
+                "extent at block {} was not allocated by this transaction; committed data is never overwritten",
+                extent.block
+            )));
+        }
+        let at = block_offset(extent.block) + offset;
+        self.io
+            .device
+            .write_at(at, data)
+            .map_err(|e| StoreError::io("writing extent data", at, e))
+    }
+
+    /// Reads data of an extent.
+    pub fn read_extent(&self, extent: Extent, offset: u64, buf: &mut [u8]) -> Result<()> {
+        crate::read_txn::read_extent(self.io, extent, offset, buf)
+    }
+}
+
+impl WriteTxn<'_> {
+    /// Commit, first half: frees unreferenced fresh extents and writes every edited node,
+    /// the root tree last. Returns the root tree's new root.
+    pub(crate) fn write_out_all(&mut self) -> Result<Root> {
+        let tid = self.state.tid;
+        let fresh: Vec<u64> = self.state.fresh.drain().collect();
+        for block in fresh {
+            if let Some(blocks) = self.space.dec(block)? {
+                self.state.freed.push(FreedRun {
+                    block,
+                    blocks,
+                    freed_tid: tid,
+                });
+            }
+        }
+        let mut ids: Vec<TreeId> = self
+            .state
+            .trees
+            .iter()
+            .filter(|(_, ts)| ts.entry_dirty)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        for id in ids {
+            self.write_out_tree(id)?;
+            let info = self.state.trees[&id].info;
+            self.write_tree_entry(id, &info)?;
+            self.state.trees.get_mut(&id).expect("loaded").entry_dirty = false;
+        }
+        let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
+        let mut writer = BatchWriter::new(self.io.device.clone());
+        let result = mutator!(self, TreeId::ROOT)
+            .write_out(&mut root, &mut writer)
+            .and_then(|()| writer.finish());
+        self.state.root_tree = root.clone();
+        result.map(|()| root)
+    }
+}

@@ -1,0 +1,237 @@
+//! Model test: long random sequences of store operations, checked step by step against a
+//! `BTreeMap` per tree.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, StoreError, TreeId};
+
+fn key(rng: &mut ChaCha8Rng, space: u64) -> Vec<u8> {
+    let k: u64 = rng.gen_range(0..space);
+    let mut v = k.to_be_bytes().to_vec();
+    // Some keys are long, so nodes hold few of them and trees grow tall.
+    if k % 7 == 0 {
+        v.extend(std::iter::repeat_n(b'k', (k % 300) as usize));
+    }
+    v
+}
+
+fn value(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let len = if rng.gen_bool(0.02) { rng.gen_range(1000..3000) } else { rng.gen_range(0..200) };
+    (0..len).map(|_| rng.gen()).collect()
+}
+
+fn bound(rng: &mut ChaCha8Rng, space: u64) -> Bound<Vec<u8>> {
+    match rng.gen_range(0..3) {
+        0 => Bound::Unbounded,
+        1 => Bound::Included(key(rng, space)),
+        _ => Bound::Excluded(key(rng, space)),
+    }
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn valid_range(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a < b || (a == b && matches!((lo, hi), (Bound::Included(_), Bound::Included(_))))
+        }
+        _ => true,
+    }
+}
+
+struct Harness {
+    device: Arc<MemDevice>,
+    pool: Option<Pool>,
+    live: Model,
+    read_only: BTreeMap<TreeId, bool>,
+    committed: Model,
+    committed_ro: BTreeMap<TreeId, bool>,
+}
+
+impl Harness {
+    fn pool(&self) -> &Pool {
+        self.pool.as_ref().unwrap()
+    }
+
+    fn check_tree(&self, id: TreeId) {
+        let want = &self.live[&id];
+        let got: Vec<(Vec<u8>, Vec<u8>)> = self
+            .pool()
+            .write(|t| -> Result<_, StoreError> {
+                t.tree(id)?.range::<std::ops::RangeFull>(..)?.map(|r| r.map(|r| (r.key, r.value))).collect()
+            })
+            .unwrap();
+        assert_eq!(got.len(), want.len(), "tree {id} size");
+        assert!(got.iter().map(|(k, v)| (k, v)).eq(want.iter()), "tree {id} contents");
+    }
+}
+
+fn run(seed: u64, steps: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let device = Arc::new(MemDevice::new());
+    let pool = Pool::create(device.clone(), &CreateOptions::default(), &OpenOptions::default()).unwrap();
+    let mut h = Harness {
+        device,
+        pool: Some(pool),
+        live: Model::new(),
+        read_only: BTreeMap::new(),
+        committed: Model::new(),
+        committed_ro: BTreeMap::new(),
+    };
+    let space = rng.gen_range(50..4000);
+    let first = h.pool().write(|t| t.create_tree()).unwrap();
+    h.live.insert(first, BTreeMap::new());
+    h.read_only.insert(first, false);
+    h.pool().commit().unwrap();
+    h.committed = h.live.clone();
+    h.committed_ro = h.read_only.clone();
+
+    for step in 0..steps {
+        let trees: Vec<TreeId> = h.live.keys().copied().collect();
+        let writable: Vec<TreeId> = trees.iter().copied().filter(|t| !h.read_only[t]).collect();
+        let op = rng.gen_range(0..1000);
+        match op {
+            0..=449 if !writable.is_empty() => {
+                // A batch of inserts and deletes in one write call.
+                let tree = writable[rng.gen_range(0..writable.len())];
+                let n = if rng.gen_bool(0.05) { rng.gen_range(100..1500) } else { rng.gen_range(1..20) };
+                let ops: Vec<(bool, Vec<u8>, Vec<u8>)> =
+                    (0..n).map(|_| (rng.gen_bool(0.7), key(&mut rng, space), value(&mut rng))).collect();
+                let results = h
+                    .pool()
+                    .write(|t| -> Result<Vec<bool>, StoreError> {
+                        ops.iter()
+                            .map(|(ins, k, v)| if *ins { t.insert(tree, k, v) } else { t.remove(tree, k) })
+                            .collect()
+                    })
+                    .unwrap();
+                let model = h.live.get_mut(&tree).unwrap();
+                for ((ins, k, v), got) in ops.into_iter().zip(results) {
+                    let expected = if ins { model.insert(k, v).is_none() } else { model.remove(&k).is_some() };
+                    assert_eq!(got, expected, "step {step}: insert/remove result");
+                }
+                h.check_tree(tree);
+            }
+            450..=549 => {
+                let tree = trees[rng.gen_range(0..trees.len())];
+                let (lo, hi) = (bound(&mut rng, space), bound(&mut rng, space));
+                if !valid_range(&lo, &hi) {
+                    continue;
+                }
+                let reverse = rng.gen_bool(0.5);
+                let got: Vec<Vec<u8>> = h
+                    .pool()
+                    .write(|t| -> Result<_, StoreError> {
+                        let view = t.tree(tree)?;
+                        let it = if reverse {
+                            view.range_rev((as_ref(&lo), as_ref(&hi)))?
+                        } else {
+                            view.range((as_ref(&lo), as_ref(&hi)))?
+                        };
+                        it.map(|r| r.map(|r| r.key)).collect()
+                    })
+                    .unwrap();
+                let mut want: Vec<Vec<u8>> = h.live[&tree].range((lo.clone(), hi.clone())).map(|(k, _)| k.clone()).collect();
+                if reverse {
+                    want.reverse();
+                }
+                assert_eq!(got, want, "step {step}: range {lo:?}..{hi:?} reverse={reverse}");
+                let k = key(&mut rng, space);
+                let got = h.pool().write(|t| t.get(tree, &k)).unwrap().map(|r| r.value);
+                assert_eq!(got.as_ref(), h.live[&tree].get(&k), "step {step}: get");
+            }
+            550..=619 => {
+                h.pool().commit().unwrap();
+                h.committed = h.live.clone();
+                h.committed_ro = h.read_only.clone();
+                if rng.gen_bool(0.3) {
+                    assert_fsck_clean(h.pool());
+                }
+            }
+            620..=679 if h.live.len() < 12 => {
+                let src = trees[rng.gen_range(0..trees.len())];
+                let ro = rng.gen_bool(0.5);
+                let id = h.pool().write(|t| t.snapshot_tree(src, ro)).unwrap();
+                let copy = h.live[&src].clone();
+                h.live.insert(id, copy);
+                h.read_only.insert(id, ro);
+            }
+            680..=719 if h.live.len() > 1 => {
+                let tree = trees[rng.gen_range(0..trees.len())];
+                h.pool().write(|t| t.delete_tree(tree)).unwrap();
+                h.live.remove(&tree);
+                h.read_only.remove(&tree);
+            }
+            720..=739 => {
+                // Reopen without committing: the open transaction is lost.
+                h.pool = None;
+                h.pool = Some(Pool::open(h.device.clone(), &OpenOptions { cache_bytes: 1 << 20 }).unwrap());
+                h.live = h.committed.clone();
+                h.read_only = h.committed_ro.clone();
+                assert_committed_equals(h.pool(), &h.live);
+            }
+            740..=769 if !writable.is_empty() => {
+                // A write call that fails half-way leaves no trace.
+                let tree = writable[rng.gen_range(0..writable.len())];
+                let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.gen_range(1..300)).map(|_| (key(&mut rng, space), value(&mut rng))).collect();
+                let err = h
+                    .pool()
+                    .write(|t| -> Result<(), StoreError> {
+                        for (k, v) in &ops {
+                            if k[0] % 2 == 0 {
+                                t.remove(tree, k)?;
+                            } else {
+                                t.insert(tree, k, v)?;
+                            }
+                        }
+                        let _ = t.create_tree()?;
+                        Err(StoreError::Invalid("abandon".into()))
+                    })
+                    .unwrap_err();
+                assert!(err.to_string().contains("abandon"));
+                h.check_tree(tree);
+            }
+            770..=789 if trees.iter().any(|t| h.read_only[t]) => {
+                let ro: Vec<TreeId> = trees.iter().copied().filter(|t| h.read_only[t]).collect();
+                let tree = ro[rng.gen_range(0..ro.len())];
+                let err = h.pool().write(|t| t.insert(tree, b"x", b"y")).unwrap_err();
+                assert!(matches!(err, StoreError::ReadOnlyTree(_)), "{err}");
+                if rng.gen_bool(0.5) {
+                    h.pool().write(|t| t.set_read_only(tree, false)).unwrap();
+                    h.read_only.insert(tree, false);
+                }
+            }
+            _ => {}
+        }
+    }
+    h.pool().commit().unwrap();
+    assert_committed_equals(h.pool(), &h.live);
+    assert_fsck_clean(h.pool());
+    // Deleting every tree gives every block back.
+    let trees: Vec<TreeId> = h.live.keys().copied().collect();
+    h.pool().write(|t| -> Result<(), StoreError> { trees.iter().try_for_each(|id| t.delete_tree(*id)) }).unwrap();
+    h.pool().commit().unwrap();
+    assert_fsck_clean(h.pool());
+    let used = h.pool().usage().used_blocks;
+    assert_eq!(used, 0, "blocks still used after deleting every tree");
+}
+
+#[test]
+fn random_operations_match_the_model() {
+    for seed in seeds(6) {
+        run_seeded("random_operations_match_the_model", seed, |s| run(s, 1500));
+    }
+}
