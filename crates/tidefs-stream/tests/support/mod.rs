@@ -208,3 +208,29 @@ pub fn btrfs_dump(btrfs: &PathBuf, stream: &[u8], tz: &str) -> Output {
 pub fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Parses concatenated streams into (version, commands) per stream.
+pub fn parse_streams(
+    bytes: &[u8],
+) -> Result<Vec<(StreamVersion, Vec<Command>)>, tidefs_stream::StreamError> {
+    let mut reader = tidefs_stream::SendStreamReader::new(bytes);
+    let mut streams: Vec<(StreamVersion, Vec<Command>)> = Vec::new();
+    let mut current_stream = 0;
+    while let Some(command) = reader.next_command()? {
+        if reader.stream_number() != current_stream {
+            current_stream = reader.stream_number();
+            let version = reader.version().expect("a command implies a header");
+            streams.push((version, Vec::new()));
+        }
+        streams.last_mut().expect("pushed above").1.push(command);
+    }
+    Ok(streams)
+}
+
+/// Encodes (version, commands) streams back to back.
+pub fn encode_streams(streams: &[(StreamVersion, Vec<Command>)]) -> Vec<u8> {
+    streams
+        .iter()
+        .flat_map(|(version, commands)| encode_stream(*version, commands))
+        .collect()
+}
