@@ -37,6 +37,10 @@ mod tests {
         let whole = crc32c_raw(&data);
         let split = crc32c_raw_append(crc32c_raw(&data[..333]), &data[333..]);
         assert_eq!(whole, split);
-        assert_eq!(crc32c_raw(&[]), 0, "seed 0 and no inversion: empty input gives 0");
+        assert_eq!(
+            crc32c_raw(&[]),
+            0,
+            "seed 0 and no inversion: empty input gives 0"
+        );
     }
 }

@@ -112,7 +112,10 @@ fn parse_tlvs(
             return Err(fail(StreamErrorKind::DuplicateAttribute { attribute }));
         }
         if attribute_spec(command, attribute).is_none() {
-            return Err(fail(StreamErrorKind::UnexpectedAttribute { command, attribute }));
+            return Err(fail(StreamErrorKind::UnexpectedAttribute {
+                command,
+                attribute,
+            }));
         }
         pos = value.end;
         *slot = Some(Slot { tlv_offset, value });

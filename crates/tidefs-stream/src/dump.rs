@@ -88,7 +88,11 @@ impl DumpFormatter {
     }
 
     /// Appends the dump line of `command` (nothing for END) to `line`.
-    pub fn format_command(&mut self, command: &Command, line: &mut Vec<u8>) -> Result<(), DumpError> {
+    pub fn format_command(
+        &mut self,
+        command: &Command,
+        line: &mut Vec<u8>,
+    ) -> Result<(), DumpError> {
         let name = command.command_type();
         match command {
             Command::Subvol {
@@ -99,7 +103,10 @@ impl DumpFormatter {
                 self.full_subvol_path = path_cat(name, b".", path)?;
                 let subvol = self.full_subvol_path.clone();
                 head(line, name, &subvol, true);
-                push(line, format!("uuid={} transid={ctransid}", uuid_string(uuid)));
+                push(
+                    line,
+                    format!("uuid={} transid={ctransid}", uuid_string(uuid)),
+                );
             }
             Command::Snapshot {
                 path,
@@ -153,7 +160,11 @@ impl DumpFormatter {
                 line.extend_from_slice(b"dest=");
                 escape_into(line, existing);
             }
-            Command::SetXattr { path, name: xattr, data } => {
+            Command::SetXattr {
+                path,
+                name: xattr,
+                data,
+            } => {
                 let full = self.full_path(name, path)?;
                 head(line, name, &full, true);
                 line.extend_from_slice(b"name=");
@@ -311,7 +322,10 @@ pub fn dump_stream<R: Read, W: Write>(
 fn head(line: &mut Vec<u8>, command: CommandType, full_path: &[u8], has_args: bool) {
     let name = command.name().as_bytes();
     line.extend_from_slice(name);
-    line.resize(line.len() + NAME_COLUMN_BYTES.saturating_sub(name.len()), b' ');
+    line.resize(
+        line.len() + NAME_COLUMN_BYTES.saturating_sub(name.len()),
+        b' ',
+    );
     let mut width = escape_into(line, full_path);
     if has_args {
         // do { putchar(' '); } while (++ret < 32);
@@ -443,7 +457,10 @@ mod tests {
             path: b"o258-9-0".to_vec(),
             ino: 258,
         };
-        assert_eq!(line_of(&mut formatter, &mkfile), "mkfile          ./sv_s1/o258-9-0\n");
+        assert_eq!(
+            line_of(&mut formatter, &mkfile),
+            "mkfile          ./sv_s1/o258-9-0\n"
+        );
     }
 
     #[test]
@@ -458,8 +475,17 @@ mod tests {
     fn long_paths_get_one_space() {
         let mut formatter = DumpFormatter::new(DumpTimeZone::utc());
         let long = vec![b'x'; 40];
-        let text = line_of(&mut formatter, &Command::Truncate { path: long, size: 1 });
-        assert_eq!(text, format!("truncate        ./{} size=1\n", "x".repeat(40)));
+        let text = line_of(
+            &mut formatter,
+            &Command::Truncate {
+                path: long,
+                size: 1,
+            },
+        );
+        assert_eq!(
+            text,
+            format!("truncate        ./{} size=1\n", "x".repeat(40))
+        );
     }
 
     #[test]

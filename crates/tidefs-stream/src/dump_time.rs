@@ -111,12 +111,10 @@ impl DumpTimeZone {
 
     /// A zone from a TZif file's bytes.
     pub fn from_tzif(bytes: &[u8]) -> Option<Self> {
-        TimeZone::tzif("dump", bytes)
-            .ok()
-            .map(|zone| DumpTimeZone {
-                zone,
-                posix_rule: false,
-            })
+        TimeZone::tzif("dump", bytes).ok().map(|zone| DumpTimeZone {
+            zone,
+            posix_rule: false,
+        })
     }
 
     /// UTC offset in seconds at `time` seconds since the epoch.
@@ -209,9 +207,8 @@ fn days_from_civil(year: i128, month: u32, day: u32) -> i128 {
     let era = year.div_euclid(400);
     let year_of_era = year.rem_euclid(400);
     let month = i128::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i128::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i128::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -232,10 +229,19 @@ mod tests {
         assert_eq!(utc(u64::MAX), "1969-12-31T23:59:59+0000");
         assert_eq!(utc((-62_135_596_801i64) as u64), "0-12-31T23:59:59+0000");
         assert_eq!(utc((-62_167_219_201i64) as u64), "-1-12-31T23:59:59+0000");
-        assert_eq!(utc((-100_000_000_000i64) as u64), "-1199-02-15T14:13:20+0000");
+        assert_eq!(
+            utc((-100_000_000_000i64) as u64),
+            "-1199-02-15T14:13:20+0000"
+        );
         assert_eq!(utc(253_402_300_800), "10000-01-01T00:00:00+0000");
-        assert_eq!(utc(67_767_976_233_532_799), "2147483647-12-31T23:59:59+0000");
-        assert_eq!(utc(67_767_976_233_532_800), "-2147483648-01-01T00:00:00+0000");
+        assert_eq!(
+            utc(67_767_976_233_532_799),
+            "2147483647-12-31T23:59:59+0000"
+        );
+        assert_eq!(
+            utc(67_767_976_233_532_800),
+            "-2147483648-01-01T00:00:00+0000"
+        );
         assert_eq!(
             utc((-67_768_040_609_740_800i64) as u64),
             "-2147481748-01-01T00:00:00+0000"
@@ -249,7 +255,10 @@ mod tests {
             format_dump_time((-67_768_040_609_740_801i64) as u64, &zone),
             Err(TimeOutOfRange)
         );
-        assert_eq!(format_dump_time(i64::MIN as u64, &zone), Err(TimeOutOfRange));
+        assert_eq!(
+            format_dump_time(i64::MIN as u64, &zone),
+            Err(TimeOutOfRange)
+        );
     }
 
     #[test]
@@ -273,9 +282,18 @@ mod tests {
         let north = DumpTimeZone::from_tz_value(Some(OsStr::new("EST5EDT,M3.2.0,M11.1.0")), None);
         let august_945 = -32_326_389_234i64;
         assert_eq!(north.offset_seconds(august_945), -5 * 3600);
-        let south = DumpTimeZone::from_tz_value(Some(OsStr::new("AEST-10AEDT,M10.1.0,M4.1.0/3")), None);
-        assert_eq!(south.offset_seconds(-15_000_000), 11 * 3600, "1969-07: DST as at the epoch");
-        assert_eq!(south.offset_seconds(15_000_000), 10 * 3600, "1970-06: standard time");
+        let south =
+            DumpTimeZone::from_tz_value(Some(OsStr::new("AEST-10AEDT,M10.1.0,M4.1.0/3")), None);
+        assert_eq!(
+            south.offset_seconds(-15_000_000),
+            11 * 3600,
+            "1969-07: DST as at the epoch"
+        );
+        assert_eq!(
+            south.offset_seconds(15_000_000),
+            10 * 3600,
+            "1970-06: standard time"
+        );
     }
 
     #[test]

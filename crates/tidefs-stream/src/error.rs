@@ -144,5 +144,8 @@ pub enum WriteError {
     StreamNotEnded,
     /// A write chunk size of zero or one that does not fit the stream version.
     #[error("write chunk of {bytes} bytes is not allowed in a version {version} stream")]
-    ChunkSize { bytes: usize, version: StreamVersion },
+    ChunkSize {
+        bytes: usize,
+        version: StreamVersion,
+    },
 }

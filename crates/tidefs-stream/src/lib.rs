@@ -31,6 +31,5 @@ pub use header::StreamVersion;
 pub use path::PathProblem;
 pub use reader::{ReaderLimits, SendStreamReader, STREAM_COMMAND_BYTES_MAX};
 pub use writer::{
-    SendStreamWriter, WRITE_CHUNK_BYTES_DEFAULT_V2, WRITE_CHUNK_BYTES_MAX,
-    WRITE_CHUNK_BYTES_MAX_V1,
+    SendStreamWriter, WRITE_CHUNK_BYTES_DEFAULT_V2, WRITE_CHUNK_BYTES_MAX, WRITE_CHUNK_BYTES_MAX_V1,
 };

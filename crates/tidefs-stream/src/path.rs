@@ -49,7 +49,16 @@ mod tests {
 
     #[test]
     fn accepts_relative_paths_and_the_root() {
-        for path in [&b""[..], b"a", b"a/b", b"o257-9-0", b"..a/b..", b"./x", b"a/./b", b"\xff\n \\"] {
+        for path in [
+            &b""[..],
+            b"a",
+            b"a/b",
+            b"o257-9-0",
+            b"..a/b..",
+            b"./x",
+            b"a/./b",
+            b"\xff\n \\",
+        ] {
             assert_eq!(check_subvolume_path(path), Ok(()), "{path:?}");
         }
     }
@@ -57,9 +66,18 @@ mod tests {
     #[test]
     fn refuses_escapes_and_nul() {
         assert_eq!(check_subvolume_path(b"/etc"), Err(PathProblem::Absolute));
-        assert_eq!(check_subvolume_path(b".."), Err(PathProblem::ParentComponent));
-        assert_eq!(check_subvolume_path(b"a/../../b"), Err(PathProblem::ParentComponent));
-        assert_eq!(check_subvolume_path(b"a/.."), Err(PathProblem::ParentComponent));
+        assert_eq!(
+            check_subvolume_path(b".."),
+            Err(PathProblem::ParentComponent)
+        );
+        assert_eq!(
+            check_subvolume_path(b"a/../../b"),
+            Err(PathProblem::ParentComponent)
+        );
+        assert_eq!(
+            check_subvolume_path(b"a/.."),
+            Err(PathProblem::ParentComponent)
+        );
         assert_eq!(check_subvolume_path(b"a\0b"), Err(PathProblem::NulByte));
         assert_eq!(check_no_nul(b"/abs/../ok-for-symlink"), Ok(()));
         assert_eq!(check_no_nul(b"user.\0x"), Err(PathProblem::NulByte));

@@ -84,7 +84,10 @@ fn bad_magic_points_at_the_header() {
     let mut bytes = header(1);
     bytes[11] = b'X';
     let kind = located(first_error(&bytes), 1, 0, 0);
-    assert!(matches!(kind, StreamErrorKind::BadMagic { found } if &found[..12] == b"btrfs-streaX"), "{kind:?}");
+    assert!(
+        matches!(kind, StreamErrorKind::BadMagic { found } if &found[..12] == b"btrfs-streaX"),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -110,14 +113,26 @@ fn unsupported_versions_point_at_the_version_field() {
 #[test]
 fn truncated_stream_header() {
     let kind = located(first_error(&header(1)[..10]), 1, 0, 0);
-    assert!(matches!(kind, StreamErrorKind::TruncatedStreamHeader { available: 10 }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedStreamHeader { available: 10 }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
 fn truncated_command_header() {
     let bytes = [header(1), subvol()[..5].to_vec()].concat();
     let kind = located(first_error(&bytes), 1, 1, HEADER_BYTES);
-    assert!(matches!(kind, StreamErrorKind::TruncatedCommandHeader { available: 5 }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedCommandHeader { available: 5 }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -125,7 +140,13 @@ fn truncated_payload_points_at_the_payload() {
     let bytes = [header(1), subvol()[..30].to_vec()].concat();
     let kind = located(first_error(&bytes), 1, 1, HEADER_BYTES + 10);
     assert!(
-        matches!(kind, StreamErrorKind::TruncatedPayload { needed: 37, available: 20 }),
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedPayload {
+                needed: 37,
+                available: 20
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -143,7 +164,10 @@ fn crc_mismatch_points_at_the_command() {
     second[12] ^= 0x01; // a byte of the PATH TLV
     let bytes = [header(1), subvol(), second, end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47);
-    assert!(matches!(kind, StreamErrorKind::CrcMismatch { stored, computed } if stored != computed), "{kind:?}");
+    assert!(
+        matches!(kind, StreamErrorKind::CrcMismatch { stored, computed } if stored != computed),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -152,7 +176,10 @@ fn crc_covers_the_header_fields() {
     second[4] = 20; // END -> UTIMES id without fixing the CRC
     let bytes = [header(1), subvol(), second].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47);
-    assert!(matches!(kind, StreamErrorKind::CrcMismatch { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, StreamErrorKind::CrcMismatch { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -160,7 +187,10 @@ fn unknown_command_ids_point_at_the_cmd_field() {
     for id in [0u16, 26, 27, 0xffff] {
         let bytes = [header(2), subvol(), raw_command(id, &[]), end()].concat();
         let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 4);
-        assert!(matches!(kind, StreamErrorKind::UnknownCommand { id: i } if i == id), "{kind:?}");
+        assert!(
+            matches!(kind, StreamErrorKind::UnknownCommand { id: i } if i == id),
+            "{kind:?}"
+        );
     }
 }
 
@@ -172,7 +202,10 @@ fn version_two_command_in_a_version_one_stream() {
     assert!(
         matches!(
             kind,
-            StreamErrorKind::CommandNotInVersion { command: CommandType::Fileattr, version: StreamVersion::V1 }
+            StreamErrorKind::CommandNotInVersion {
+                command: CommandType::Fileattr,
+                version: StreamVersion::V1
+            }
         ),
         "{kind:?}"
     );
@@ -183,7 +216,10 @@ fn zero_attribute_type_is_unknown() {
     let payload = [tlv(15, b"f"), tlv(0, b"x")].concat();
     let bytes = [header(1), subvol(), raw_command(11, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10 + 5);
-    assert!(matches!(kind, StreamErrorKind::UnknownAttribute { id: 0 }), "{kind:?}");
+    assert!(
+        matches!(kind, StreamErrorKind::UnknownAttribute { id: 0 }),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -191,7 +227,10 @@ fn attribute_type_above_the_maximum_is_unknown() {
     let payload = [tlv(36, b"x"), tlv(15, b"f")].concat();
     let bytes = [header(1), subvol(), raw_command(11, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10);
-    assert!(matches!(kind, StreamErrorKind::UnknownAttribute { id: 36 }), "{kind:?}");
+    assert!(
+        matches!(kind, StreamErrorKind::UnknownAttribute { id: 36 }),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -200,7 +239,16 @@ fn tlv_value_running_past_the_command_is_truncated() {
     payload[2] = 9; // claims 9 bytes, 4 present
     let bytes = [header(1), subvol(), raw_command(11, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10);
-    assert!(matches!(kind, StreamErrorKind::TruncatedAttribute { needed: 13, available: 8 }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedAttribute {
+                needed: 13,
+                available: 8
+            }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -208,11 +256,29 @@ fn tlv_header_cut_by_the_command_end_is_truncated() {
     let payload = [tlv(15, b"f"), vec![0x0f, 0x00, 0x01]].concat();
     let bytes = [header(1), subvol(), raw_command(11, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10 + 5);
-    assert!(matches!(kind, StreamErrorKind::TruncatedAttribute { needed: 4, available: 3 }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedAttribute {
+                needed: 4,
+                available: 3
+            }
+        ),
+        "{kind:?}"
+    );
     let payload = [tlv(15, b"f"), vec![0x0f]].concat();
     let bytes = [header(1), subvol(), raw_command(11, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10 + 5);
-    assert!(matches!(kind, StreamErrorKind::TruncatedAttribute { needed: 2, available: 1 }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedAttribute {
+                needed: 2,
+                available: 1
+            }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -223,7 +289,11 @@ fn fixed_size_attribute_of_wrong_size() {
     assert!(
         matches!(
             kind,
-            StreamErrorKind::AttributeSize { attribute: AttributeType::Ctransid, expected: 8, actual: 4 }
+            StreamErrorKind::AttributeSize {
+                attribute: AttributeType::Ctransid,
+                expected: 8,
+                actual: 4
+            }
         ),
         "{kind:?}"
     );
@@ -241,7 +311,14 @@ fn timespec_of_wrong_size() {
     let bytes = [header(1), subvol(), raw_command(20, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10 + 5 + 16);
     assert!(
-        matches!(kind, StreamErrorKind::AttributeSize { attribute: AttributeType::Mtime, expected: 12, actual: 16 }),
+        matches!(
+            kind,
+            StreamErrorKind::AttributeSize {
+                attribute: AttributeType::Mtime,
+                expected: 12,
+                actual: 16
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -254,7 +331,10 @@ fn missing_required_attribute_points_at_the_command() {
     assert!(
         matches!(
             kind,
-            StreamErrorKind::MissingAttribute { command: CommandType::Subvol, attribute: AttributeType::Uuid }
+            StreamErrorKind::MissingAttribute {
+                command: CommandType::Subvol,
+                attribute: AttributeType::Uuid
+            }
         ),
         "{kind:?}"
     );
@@ -265,7 +345,15 @@ fn duplicate_attribute_is_refused() {
     let payload = [tlv(15, b"a"), tlv(15, b"b")].concat();
     let bytes = [header(1), subvol(), raw_command(11, &payload), end()].concat();
     let kind = located(first_error(&bytes), 1, 2, HEADER_BYTES + 47 + 10 + 5);
-    assert!(matches!(kind, StreamErrorKind::DuplicateAttribute { attribute: AttributeType::Path }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::DuplicateAttribute {
+                attribute: AttributeType::Path
+            }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -276,7 +364,10 @@ fn attribute_foreign_to_the_command_is_refused() {
     assert!(
         matches!(
             kind,
-            StreamErrorKind::UnexpectedAttribute { command: CommandType::Unlink, attribute: AttributeType::Ino }
+            StreamErrorKind::UnexpectedAttribute {
+                command: CommandType::Unlink,
+                attribute: AttributeType::Ino
+            }
         ),
         "{kind:?}"
     );
@@ -303,11 +394,21 @@ fn command_over_the_limit_is_refused_before_reading_its_payload() {
 #[test]
 fn command_limit_counts_the_header_and_is_configurable() {
     let bytes = [header(1), subvol(), end()].concat();
-    let limits = ReaderLimits { stream_command_bytes_max: 46 };
-    let error = SendStreamReader::with_limits(&bytes[..], limits).next().unwrap().unwrap_err();
+    let limits = ReaderLimits {
+        stream_command_bytes_max: 46,
+    };
+    let error = SendStreamReader::with_limits(&bytes[..], limits)
+        .next()
+        .unwrap()
+        .unwrap_err();
     let kind = located(error, 1, 1, HEADER_BYTES);
-    assert!(matches!(kind, StreamErrorKind::CommandTooLong { bytes: 47, max: 46 }), "{kind:?}");
-    let limits = ReaderLimits { stream_command_bytes_max: 47 };
+    assert!(
+        matches!(kind, StreamErrorKind::CommandTooLong { bytes: 47, max: 46 }),
+        "{kind:?}"
+    );
+    let limits = ReaderLimits {
+        stream_command_bytes_max: 47,
+    };
     let commands: Result<Vec<_>, _> = SendStreamReader::with_limits(&bytes[..], limits).collect();
     assert_eq!(commands.unwrap().len(), 2);
 }
@@ -321,7 +422,13 @@ fn path_error(cmd: u16, payload: Vec<u8>, tlv_at: u64) -> StreamErrorKind {
 fn absolute_path_is_refused() {
     let kind = path_error(11, tlv(15, b"/etc/passwd"), 0);
     assert!(
-        matches!(kind, StreamErrorKind::InvalidPath { attribute: AttributeType::Path, problem: PathProblem::Absolute }),
+        matches!(
+            kind,
+            StreamErrorKind::InvalidPath {
+                attribute: AttributeType::Path,
+                problem: PathProblem::Absolute
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -332,7 +439,10 @@ fn parent_component_in_rename_target_is_refused() {
     assert!(
         matches!(
             kind,
-            StreamErrorKind::InvalidPath { attribute: AttributeType::PathTo, problem: PathProblem::ParentComponent }
+            StreamErrorKind::InvalidPath {
+                attribute: AttributeType::PathTo,
+                problem: PathProblem::ParentComponent
+            }
         ),
         "{kind:?}"
     );
@@ -344,7 +454,10 @@ fn parent_component_in_link_source_is_refused() {
     assert!(
         matches!(
             kind,
-            StreamErrorKind::InvalidPath { attribute: AttributeType::PathLink, problem: PathProblem::ParentComponent }
+            StreamErrorKind::InvalidPath {
+                attribute: AttributeType::PathLink,
+                problem: PathProblem::ParentComponent
+            }
         ),
         "{kind:?}"
     );
@@ -354,7 +467,13 @@ fn parent_component_in_link_source_is_refused() {
 fn nul_byte_in_path_is_refused() {
     let kind = path_error(12, tlv(15, b"a\0b"), 0);
     assert!(
-        matches!(kind, StreamErrorKind::InvalidPath { attribute: AttributeType::Path, problem: PathProblem::NulByte }),
+        matches!(
+            kind,
+            StreamErrorKind::InvalidPath {
+                attribute: AttributeType::Path,
+                problem: PathProblem::NulByte
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -373,7 +492,13 @@ fn escaping_clone_source_is_refused() {
     .concat();
     let kind = path_error(16, payload, 12 + 12 + 7 + 20 + 12);
     assert!(
-        matches!(kind, StreamErrorKind::InvalidPath { attribute: AttributeType::ClonePath, problem: PathProblem::Absolute }),
+        matches!(
+            kind,
+            StreamErrorKind::InvalidPath {
+                attribute: AttributeType::ClonePath,
+                problem: PathProblem::Absolute
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -382,17 +507,37 @@ fn escaping_clone_source_is_refused() {
 fn nul_in_xattr_name_is_refused() {
     let kind = path_error(14, [tlv(15, b"f"), tlv(13, b"user.a\0b")].concat(), 5);
     assert!(
-        matches!(kind, StreamErrorKind::InvalidPath { attribute: AttributeType::XattrName, problem: PathProblem::NulByte }),
+        matches!(
+            kind,
+            StreamErrorKind::InvalidPath {
+                attribute: AttributeType::XattrName,
+                problem: PathProblem::NulByte
+            }
+        ),
         "{kind:?}"
     );
 }
 
 #[test]
 fn symlink_targets_may_be_absolute_or_climb() {
-    let payload = [tlv(15, b"l"), tlv(3, &5u64.to_le_bytes()), tlv(17, b"/../x")].concat();
+    let payload = [
+        tlv(15, b"l"),
+        tlv(3, &5u64.to_le_bytes()),
+        tlv(17, b"/../x"),
+    ]
+    .concat();
     let bytes = [header(1), subvol(), raw_command(8, &payload), end()].concat();
-    let commands: Vec<Command> = SendStreamReader::new(&bytes[..]).collect::<Result<_, _>>().unwrap();
-    assert_eq!(commands[1], Command::Symlink { path: b"l".to_vec(), ino: 5, target: b"/../x".to_vec() });
+    let commands: Vec<Command> = SendStreamReader::new(&bytes[..])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        commands[1],
+        Command::Symlink {
+            path: b"l".to_vec(),
+            ino: 5,
+            target: b"/../x".to_vec()
+        }
+    );
 }
 
 #[test]
@@ -401,7 +546,11 @@ fn concatenated_streams_are_read_and_errors_name_the_stream() {
     let mut reader = SendStreamReader::new(&good[..]);
     let mut versions = Vec::new();
     while let Some(command) = reader.next_command().unwrap() {
-        versions.push((reader.stream_number(), reader.version(), command.command_type()));
+        versions.push((
+            reader.stream_number(),
+            reader.version(),
+            command.command_type(),
+        ));
     }
     assert_eq!(
         versions,
@@ -417,15 +566,29 @@ fn concatenated_streams_are_read_and_errors_name_the_stream() {
     let mut bad_second = [header(1), subvol(), end(), header(1), subvol()].concat();
     let crc_byte = bad_second.len() - 3;
     bad_second[crc_byte] ^= 0xff;
-    let kind = located(first_error(&bad_second), 2, 1, HEADER_BYTES + 47 + 10 + HEADER_BYTES);
-    assert!(matches!(kind, StreamErrorKind::CrcMismatch { .. }), "{kind:?}");
+    let kind = located(
+        first_error(&bad_second),
+        2,
+        1,
+        HEADER_BYTES + 47 + 10 + HEADER_BYTES,
+    );
+    assert!(
+        matches!(kind, StreamErrorKind::CrcMismatch { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
 fn garbage_after_end_is_a_bad_second_header() {
     let bytes = [header(1), subvol(), end(), b"junk".to_vec()].concat();
     let kind = located(first_error(&bytes), 2, 0, HEADER_BYTES + 47 + 10);
-    assert!(matches!(kind, StreamErrorKind::TruncatedStreamHeader { available: 4 }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            StreamErrorKind::TruncatedStreamHeader { available: 4 }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -439,7 +602,10 @@ fn reader_stays_stopped_after_an_error() {
     let mut iterator = SendStreamReader::new(&bytes[..]);
     assert!(iterator.next().unwrap().is_ok());
     assert!(iterator.next().unwrap().is_err());
-    assert!(iterator.next().is_none(), "the iterator yields the error once");
+    assert!(
+        iterator.next().is_none(),
+        "the iterator yields the error once"
+    );
 }
 
 struct FailingReader {
@@ -472,7 +638,10 @@ fn read_errors_are_reported_with_their_offset() {
 fn error_messages_name_stream_command_and_offset() {
     let bytes = [header(1), subvol()].concat();
     let text = first_error(&bytes).to_string();
-    assert_eq!(text, "send stream 1, command 2, byte offset 64: stream ends without an END command");
+    assert_eq!(
+        text,
+        "send stream 1, command 2, byte offset 64: stream ends without an END command"
+    );
 }
 
 /// Mutates valid streams at random; the reader must return (never panic) and any stream it
@@ -485,8 +654,12 @@ fn random_corruption_never_panics() {
         .unwrap_or_else(|| rand::thread_rng().gen());
     println!("random_corruption_never_panics: seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    for round in 0..300 {
-        let version = if round % 2 == 0 { StreamVersion::V1 } else { StreamVersion::V2 };
+    for round in 0..300u32 {
+        let version = if round.is_multiple_of(2) {
+            StreamVersion::V1
+        } else {
+            StreamVersion::V2
+        };
         let commands = support::stream_commands(rng.gen(), version, 8, false);
         let mut bytes = support::encode_stream(version, &commands);
         for _ in 0..rng.gen_range(1..4) {
@@ -502,11 +675,18 @@ fn random_corruption_never_panics() {
         }
         match support::parse_streams(&bytes) {
             Err(error) => {
-                assert!(error.offset <= bytes.len() as u64, "seed {seed}: offset past the input: {error}");
+                assert!(
+                    error.offset <= bytes.len() as u64,
+                    "seed {seed}: offset past the input: {error}"
+                );
             }
             Ok(streams) => {
                 let again = support::parse_streams(&support::encode_streams(&streams));
-                assert_eq!(again.ok(), Some(streams), "seed {seed}: accepted stream does not round-trip");
+                assert_eq!(
+                    again.ok(),
+                    Some(streams),
+                    "seed {seed}: accepted stream does not round-trip"
+                );
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Pins the exact bytes of encoded commands against streams the kernel produced.
 
-use tidefs_stream::{encode_command_to_vec, Command, SendStreamReader, SendStreamWriter, StreamVersion};
+use tidefs_stream::{
+    encode_command_to_vec, Command, SendStreamReader, SendStreamWriter, StreamVersion,
+};
 
 /// UUID of the reference doc's verified full send (`sv_s1`, transid 9).
 const SV_S1_UUID: [u8; 16] = [
@@ -8,7 +10,11 @@ const SV_S1_UUID: [u8; 16] = [
 ];
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
@@ -64,7 +70,11 @@ fn v2_write_data_has_no_length_and_runs_to_the_end() {
         data: b"hello\n".to_vec(),
     };
     let bytes = encode_command_to_vec(&command, StreamVersion::V2).unwrap();
-    assert_eq!(hex(&bytes[..6]), "19 00 00 00 0f 00", "len 25, cmd WRITE (15)");
+    assert_eq!(
+        hex(&bytes[..6]),
+        "19 00 00 00 0f 00",
+        "len 25, cmd WRITE (15)"
+    );
     assert_eq!(
         hex(&bytes[10..]),
         "0f 00 01 00 66 12 00 08 00 10 00 00 00 00 00 00 00 13 00 68 65 6c 6c 6f 0a"
@@ -100,7 +110,10 @@ fn whole_stream_starts_with_the_header_and_parses_back() {
     writer.end().unwrap();
     let bytes = writer.into_inner().unwrap();
     assert_eq!(&bytes[..17], b"btrfs-stream\0\x01\0\0\0");
-    assert_eq!(hex(&bytes[bytes.len() - 10..]), "00 00 00 00 15 00 50 6c c9 9d");
+    assert_eq!(
+        hex(&bytes[bytes.len() - 10..]),
+        "00 00 00 00 15 00 50 6c c9 9d"
+    );
     let commands: Vec<Command> = SendStreamReader::new(&bytes[..])
         .collect::<Result<_, _>>()
         .unwrap();

@@ -10,7 +10,9 @@ use std::ffi::OsStr;
 
 use rand::{Rng, SeedableRng};
 use support::{btrfs_binary, btrfs_dump, encode_stream, show, stream_commands};
-use tidefs_stream::{dump_stream, Command, DumpTimeZone, SendStreamWriter, StreamVersion, Timespec};
+use tidefs_stream::{
+    dump_stream, Command, DumpTimeZone, SendStreamWriter, StreamVersion, Timespec,
+};
 
 /// Zones that exercise UTC, DST, half-hour and negative offsets, LMT offsets with
 /// seconds, a POSIX rule and glibc's `:` prefix.
@@ -66,11 +68,27 @@ fn showcase(version: StreamVersion) -> Vec<u8> {
         clone_uuid: [0xee; 16],
         clone_ctransid: u64::MAX,
     });
-    put(Command::Chown { path: Vec::new(), uid: 1000, gid: 100 });
-    put(Command::Chmod { path: Vec::new(), mode: 0o755 });
-    put(Command::Mkdir { path: b"o257-9-0".to_vec(), ino: 257 });
-    put(Command::Rename { from: b"o257-9-0".to_vec(), to: b"dir\nwith newline".to_vec() });
-    put(Command::Mkfile { path: b"o258-9-0".to_vec(), ino: 258 });
+    put(Command::Chown {
+        path: Vec::new(),
+        uid: 1000,
+        gid: 100,
+    });
+    put(Command::Chmod {
+        path: Vec::new(),
+        mode: 0o755,
+    });
+    put(Command::Mkdir {
+        path: b"o257-9-0".to_vec(),
+        ino: 257,
+    });
+    put(Command::Rename {
+        from: b"o257-9-0".to_vec(),
+        to: b"dir\nwith newline".to_vec(),
+    });
+    put(Command::Mkfile {
+        path: b"o258-9-0".to_vec(),
+        ino: 258,
+    });
     put(Command::Rename {
         from: b"o258-9-0".to_vec(),
         to: b"dir\nwith newline/back\\slash \xff\xfe latin1 \xe9".to_vec(),
@@ -79,24 +97,67 @@ fn showcase(version: StreamVersion) -> Vec<u8> {
         path: b"hard link".to_vec(),
         existing: b"dir\nwith newline/back\\slash \xff\xfe latin1 \xe9".to_vec(),
     });
-    put(Command::Symlink { path: b"o259-9-0".to_vec(), ino: 259, target: b"/abs/../tar get\t\x01".to_vec() });
-    put(Command::Rename { from: b"o259-9-0".to_vec(), to: b"sym".to_vec() });
-    put(Command::Mknod { path: b"o260-9-0".to_vec(), ino: 260, rdev: 0x103, mode: 0o20644 });
-    put(Command::Mkfifo { path: b"fifo".to_vec(), ino: 261, rdev: Some(0), mode: Some(0o10644) });
-    put(Command::Mksock { path: b"sock".to_vec(), ino: 262, rdev: None, mode: None });
-    put(Command::SetXattr { path: b"hard link".to_vec(), name: b"user.k".to_vec(), data: b"val".to_vec() });
+    put(Command::Symlink {
+        path: b"o259-9-0".to_vec(),
+        ino: 259,
+        target: b"/abs/../tar get\t\x01".to_vec(),
+    });
+    put(Command::Rename {
+        from: b"o259-9-0".to_vec(),
+        to: b"sym".to_vec(),
+    });
+    put(Command::Mknod {
+        path: b"o260-9-0".to_vec(),
+        ino: 260,
+        rdev: 0x103,
+        mode: 0o20644,
+    });
+    put(Command::Mkfifo {
+        path: b"fifo".to_vec(),
+        ino: 261,
+        rdev: Some(0),
+        mode: Some(0o10644),
+    });
+    put(Command::Mksock {
+        path: b"sock".to_vec(),
+        ino: 262,
+        rdev: None,
+        mode: None,
+    });
+    put(Command::SetXattr {
+        path: b"hard link".to_vec(),
+        name: b"user.k".to_vec(),
+        data: b"val".to_vec(),
+    });
     put(Command::SetXattr {
         path: b"hard link".to_vec(),
         name: b"user.weird name\n".to_vec(),
         data: b"two\nlines \\ and\0after nul".to_vec(),
     });
-    put(Command::SetXattr { path: b"sym".to_vec(), name: b"security.selinux".to_vec(), data: Vec::new() });
-    put(Command::RemoveXattr { path: b"hard link".to_vec(), name: b"user.gone".to_vec() });
-    writer.set_write_chunk_bytes(if version == StreamVersion::V1 { 49_152 } else { 131_072 }).unwrap();
+    put(Command::SetXattr {
+        path: b"sym".to_vec(),
+        name: b"security.selinux".to_vec(),
+        data: Vec::new(),
+    });
+    put(Command::RemoveXattr {
+        path: b"hard link".to_vec(),
+        name: b"user.gone".to_vec(),
+    });
+    writer
+        .set_write_chunk_bytes(if version == StreamVersion::V1 {
+            49_152
+        } else {
+            131_072
+        })
+        .unwrap();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     writer.write_file_data(b"hard link", 4096, &big).unwrap();
     let mut put = |command: Command| writer.write_command(&command).unwrap();
-    put(Command::Write { path: b"empty write".to_vec(), offset: 7, data: Vec::new() });
+    put(Command::Write {
+        path: b"empty write".to_vec(),
+        offset: 7,
+        data: Vec::new(),
+    });
     put(Command::Clone {
         path: b"hard link".to_vec(),
         offset: 1 << 20,
@@ -115,8 +176,15 @@ fn showcase(version: StreamVersion) -> Vec<u8> {
         clone_path: b"s".to_vec(),
         clone_offset: u64::MAX,
     });
-    put(Command::Truncate { path: b"hard link".to_vec(), size: 304_096 });
-    put(Command::UpdateExtent { path: b"hard link".to_vec(), offset: 0, len: 65_536 });
+    put(Command::Truncate {
+        path: b"hard link".to_vec(),
+        size: 304_096,
+    });
+    put(Command::UpdateExtent {
+        path: b"hard link".to_vec(),
+        offset: 0,
+        len: 65_536,
+    });
     put(Command::Utimes {
         path: b"hard link".to_vec(),
         atime: ts(1_700_000_000, 123_456_789),
@@ -131,12 +199,29 @@ fn showcase(version: StreamVersion) -> Vec<u8> {
         ctime: ts(253_402_300_800, 0),
         otime: None,
     });
-    put(Command::Unlink { path: b"o258-9-0 old".to_vec() });
-    put(Command::Rmdir { path: b"gone dir/".to_vec() });
+    put(Command::Unlink {
+        path: b"o258-9-0 old".to_vec(),
+    });
+    put(Command::Rmdir {
+        path: b"gone dir/".to_vec(),
+    });
     if version == StreamVersion::V2 {
-        put(Command::Fallocate { path: b"hard link".to_vec(), mode: 3, offset: 4096, len: 8192 });
-        put(Command::Fallocate { path: b"neg mode".to_vec(), mode: u32::MAX, offset: 0, len: 1 });
-        put(Command::Fileattr { path: b"hard link".to_vec(), fileattr: 0x10 });
+        put(Command::Fallocate {
+            path: b"hard link".to_vec(),
+            mode: 3,
+            offset: 4096,
+            len: 8192,
+        });
+        put(Command::Fallocate {
+            path: b"neg mode".to_vec(),
+            mode: u32::MAX,
+            offset: 0,
+            len: 1,
+        });
+        put(Command::Fileattr {
+            path: b"hard link".to_vec(),
+            fileattr: 0x10,
+        });
         put(Command::EncodedWrite {
             path: b"hard link".to_vec(),
             offset: 0,
@@ -188,11 +273,17 @@ fn random_streams_dump_identically() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::thread_rng().gen());
-    println!("random_streams_dump_identically: base seed {base_seed} (set TIDEFS_TEST_SEED to replay)");
+    println!(
+        "random_streams_dump_identically: base seed {base_seed} (set TIDEFS_TEST_SEED to replay)"
+    );
     let mut seeds = rand::rngs::StdRng::seed_from_u64(base_seed);
-    for round in 0..48 {
+    for round in 0..48usize {
         let seed: u64 = seeds.gen();
-        let version = if round % 2 == 0 { StreamVersion::V1 } else { StreamVersion::V2 };
+        let version = if round.is_multiple_of(2) {
+            StreamVersion::V1
+        } else {
+            StreamVersion::V2
+        };
         // Every third stream may hold times glibc cannot convert: both dumps must stop there.
         let printable_times = round % 3 != 2;
         let commands = stream_commands(seed, version, 60, printable_times);
@@ -208,8 +299,19 @@ fn random_streams_dump_identically() {
 #[test]
 fn times_localtime_cannot_convert_fail_at_the_same_line() {
     let mut writer = SendStreamWriter::new(Vec::new(), StreamVersion::V1).unwrap();
-    writer.write_command(&Command::Subvol { path: b"s".to_vec(), uuid: [0; 16], ctransid: 1 }).unwrap();
-    writer.write_command(&Command::Mkfile { path: b"f".to_vec(), ino: 257 }).unwrap();
+    writer
+        .write_command(&Command::Subvol {
+            path: b"s".to_vec(),
+            uuid: [0; 16],
+            ctransid: 1,
+        })
+        .unwrap();
+    writer
+        .write_command(&Command::Mkfile {
+            path: b"f".to_vec(),
+            ino: 257,
+        })
+        .unwrap();
     writer
         .write_command(&Command::Utimes {
             path: b"f".to_vec(),
@@ -219,7 +321,11 @@ fn times_localtime_cannot_convert_fail_at_the_same_line() {
             otime: None,
         })
         .unwrap();
-    writer.write_command(&Command::Unlink { path: b"f".to_vec() }).unwrap();
+    writer
+        .write_command(&Command::Unlink {
+            path: b"f".to_vec(),
+        })
+        .unwrap();
     writer.end().unwrap();
     let stream = writer.into_inner().unwrap();
     assert_same_dump(&stream, "UTC", "utimes out of range");
@@ -228,9 +334,25 @@ fn times_localtime_cannot_convert_fail_at_the_same_line() {
 #[test]
 fn paths_reaching_path_max_fail_at_the_same_line() {
     let mut writer = SendStreamWriter::new(Vec::new(), StreamVersion::V1).unwrap();
-    writer.write_command(&Command::Subvol { path: b"s".to_vec(), uuid: [0; 16], ctransid: 1 }).unwrap();
-    writer.write_command(&Command::Mkfile { path: vec![b'a'; 4090], ino: 257 }).unwrap();
-    writer.write_command(&Command::Mkfile { path: vec![b'b'; 4091], ino: 258 }).unwrap();
+    writer
+        .write_command(&Command::Subvol {
+            path: b"s".to_vec(),
+            uuid: [0; 16],
+            ctransid: 1,
+        })
+        .unwrap();
+    writer
+        .write_command(&Command::Mkfile {
+            path: vec![b'a'; 4090],
+            ino: 257,
+        })
+        .unwrap();
+    writer
+        .write_command(&Command::Mkfile {
+            path: vec![b'b'; 4091],
+            ino: 258,
+        })
+        .unwrap();
     writer.end().unwrap();
     let stream = writer.into_inner().unwrap();
     assert_same_dump(&stream, "UTC", "PATH_MAX");
@@ -239,10 +361,22 @@ fn paths_reaching_path_max_fail_at_the_same_line() {
 #[test]
 fn only_the_first_of_concatenated_streams_is_dumped() {
     let mut writer = SendStreamWriter::new(Vec::new(), StreamVersion::V1).unwrap();
-    writer.write_command(&Command::Subvol { path: b"one".to_vec(), uuid: [1; 16], ctransid: 1 }).unwrap();
+    writer
+        .write_command(&Command::Subvol {
+            path: b"one".to_vec(),
+            uuid: [1; 16],
+            ctransid: 1,
+        })
+        .unwrap();
     writer.end().unwrap();
     writer.begin_next_stream(StreamVersion::V2).unwrap();
-    writer.write_command(&Command::Subvol { path: b"two".to_vec(), uuid: [2; 16], ctransid: 2 }).unwrap();
+    writer
+        .write_command(&Command::Subvol {
+            path: b"two".to_vec(),
+            uuid: [2; 16],
+            ctransid: 2,
+        })
+        .unwrap();
     writer.end().unwrap();
     let stream = writer.into_inner().unwrap();
     assert_same_dump(&stream, "UTC", "concatenated");

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use tidefs_stream::{dump_stream, CommandType, DumpTimeZone, StreamVersion};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -23,7 +25,11 @@ fn check(name: &str, version: StreamVersion, first: CommandType) {
     let (read_version, commands) = &streams[0];
     assert_eq!(*read_version, version, "{name}");
     assert_eq!(commands[0].command_type(), first, "{name}");
-    assert_eq!(commands.last().map(|c| c.command_type()), Some(CommandType::End), "{name}");
+    assert_eq!(
+        commands.last().map(|c| c.command_type()),
+        Some(CommandType::End),
+        "{name}"
+    );
 
     let mut dump = Vec::new();
     dump_stream(&stream[..], &mut dump, DumpTimeZone::utc()).unwrap();
@@ -35,7 +41,10 @@ fn check(name: &str, version: StreamVersion, first: CommandType) {
     assert_eq!(dump, expected_dump, "{name}: dump bytes differ");
 
     let reencoded = support::encode_streams(&streams);
-    assert!(reencoded == stream, "{name}: re-encoding differs from the kernel's bytes");
+    assert!(
+        reencoded == stream,
+        "{name}: re-encoding differs from the kernel's bytes"
+    );
 }
 
 fn kinds(name: &str) -> Vec<CommandType> {
@@ -75,7 +84,10 @@ fn incremental_v1_send_matches_btrfs() {
         CommandType::RemoveXattr,
         CommandType::Clone,
     ] {
-        assert!(kinds.contains(&expected), "incremental send lacks {expected}");
+        assert!(
+            kinds.contains(&expected),
+            "incremental send lacks {expected}"
+        );
     }
 }
 

@@ -35,7 +35,7 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, seed)| {
-                let version = if (seed ^ i as u64) % 2 == 0 { StreamVersion::V1 } else { StreamVersion::V2 };
+                let version = if (seed ^ i as u64).is_multiple_of(2) { StreamVersion::V1 } else { StreamVersion::V2 };
                 (version, support::stream_commands(*seed, version, 10, false))
             })
             .collect();
@@ -47,16 +47,28 @@ proptest! {
 
 #[test]
 fn largest_v1_data_tlv_round_trips() {
-    let command = Command::Write { path: b"f".to_vec(), offset: 0, data: vec![0xab; 65_535] };
+    let command = Command::Write {
+        path: b"f".to_vec(),
+        offset: 0,
+        data: vec![0xab; 65_535],
+    };
     let bytes = support::encode_stream(StreamVersion::V1, &[command.clone(), Command::End]);
-    let read: Vec<Command> = SendStreamReader::new(&bytes[..]).collect::<Result<_, _>>().unwrap();
+    let read: Vec<Command> = SendStreamReader::new(&bytes[..])
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(read[0], command);
 }
 
 #[test]
 fn megabyte_v2_write_round_trips() {
-    let command = Command::Write { path: b"f".to_vec(), offset: 1, data: vec![0xcd; 1 << 20] };
+    let command = Command::Write {
+        path: b"f".to_vec(),
+        offset: 1,
+        data: vec![0xcd; 1 << 20],
+    };
     let bytes = support::encode_stream(StreamVersion::V2, &[command.clone(), Command::End]);
-    let read: Vec<Command> = SendStreamReader::new(&bytes[..]).collect::<Result<_, _>>().unwrap();
+    let read: Vec<Command> = SendStreamReader::new(&bytes[..])
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(read[0], command);
 }

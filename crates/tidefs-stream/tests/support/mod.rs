@@ -78,34 +78,84 @@ pub fn bytes(rng: &mut StdRng, max: usize) -> Vec<u8> {
 /// A random non-structural command (not SUBVOL, SNAPSHOT or END) valid in `version`.
 pub fn command(rng: &mut StdRng, version: StreamVersion, printable_times: bool) -> Command {
     let kinds = if version == StreamVersion::V2 { 23 } else { 20 };
-    let data_max = if version == StreamVersion::V2 { 70_000 } else { 65_535 };
+    let data_max = if version == StreamVersion::V2 {
+        70_000
+    } else {
+        65_535
+    };
     let uuid = |rng: &mut StdRng| -> [u8; 16] { rng.gen() };
     let opt = |rng: &mut StdRng| -> Option<u64> { rng.gen_bool(0.8).then(|| number(rng)) };
     match rng.gen_range(0..kinds) {
-        0 => Command::Mkfile { path: path(rng), ino: number(rng) },
-        1 => Command::Mkdir { path: path(rng), ino: number(rng) },
-        2 => Command::Mknod { path: path(rng), ino: number(rng), rdev: number(rng), mode: number(rng) },
-        3 => Command::Mkfifo { path: path(rng), ino: number(rng), rdev: opt(rng), mode: opt(rng) },
-        4 => Command::Mksock { path: path(rng), ino: number(rng), rdev: opt(rng), mode: opt(rng) },
+        0 => Command::Mkfile {
+            path: path(rng),
+            ino: number(rng),
+        },
+        1 => Command::Mkdir {
+            path: path(rng),
+            ino: number(rng),
+        },
+        2 => Command::Mknod {
+            path: path(rng),
+            ino: number(rng),
+            rdev: number(rng),
+            mode: number(rng),
+        },
+        3 => Command::Mkfifo {
+            path: path(rng),
+            ino: number(rng),
+            rdev: opt(rng),
+            mode: opt(rng),
+        },
+        4 => Command::Mksock {
+            path: path(rng),
+            ino: number(rng),
+            rdev: opt(rng),
+            mode: opt(rng),
+        },
         5 => {
             // Symlink targets may be absolute and may climb with `..`.
-            let mut target = if rng.gen_bool(0.3) { b"/../".to_vec() } else { Vec::new() };
+            let mut target = if rng.gen_bool(0.3) {
+                b"/../".to_vec()
+            } else {
+                Vec::new()
+            };
             target.extend_from_slice(&path(rng));
-            Command::Symlink { path: path(rng), ino: number(rng), target }
+            Command::Symlink {
+                path: path(rng),
+                ino: number(rng),
+                target,
+            }
         }
-        6 => Command::Rename { from: path(rng), to: path(rng) },
-        7 => Command::Link { path: path(rng), existing: path(rng) },
+        6 => Command::Rename {
+            from: path(rng),
+            to: path(rng),
+        },
+        7 => Command::Link {
+            path: path(rng),
+            existing: path(rng),
+        },
         8 => Command::Unlink { path: path(rng) },
         9 => Command::Rmdir { path: path(rng) },
         10 => {
             let mut name = b"user.".to_vec();
             name.extend_from_slice(&component(rng));
-            Command::SetXattr { path: path(rng), name, data: bytes(rng, 300) }
+            Command::SetXattr {
+                path: path(rng),
+                name,
+                data: bytes(rng, 300),
+            }
         }
-        11 => Command::RemoveXattr { path: path(rng), name: component(rng) },
+        11 => Command::RemoveXattr {
+            path: path(rng),
+            name: component(rng),
+        },
         12 => {
             let len = if rng.gen_bool(0.2) { data_max } else { 200 };
-            Command::Write { path: path(rng), offset: number(rng), data: bytes(rng, len) }
+            Command::Write {
+                path: path(rng),
+                offset: number(rng),
+                data: bytes(rng, len),
+            }
         }
         13 => Command::Clone {
             path: path(rng),
@@ -116,9 +166,19 @@ pub fn command(rng: &mut StdRng, version: StreamVersion, printable_times: bool) 
             clone_path: path(rng),
             clone_offset: number(rng),
         },
-        14 => Command::Truncate { path: path(rng), size: number(rng) },
-        15 => Command::Chmod { path: path(rng), mode: number(rng) },
-        16 => Command::Chown { path: path(rng), uid: number(rng), gid: number(rng) },
+        14 => Command::Truncate {
+            path: path(rng),
+            size: number(rng),
+        },
+        15 => Command::Chmod {
+            path: path(rng),
+            mode: number(rng),
+        },
+        16 => Command::Chown {
+            path: path(rng),
+            uid: number(rng),
+            gid: number(rng),
+        },
         17 => Command::Utimes {
             path: path(rng),
             atime: timespec(rng, printable_times),
@@ -126,9 +186,21 @@ pub fn command(rng: &mut StdRng, version: StreamVersion, printable_times: bool) 
             ctime: timespec(rng, printable_times),
             otime: rng.gen_bool(0.5).then(|| timespec(rng, printable_times)),
         },
-        18 | 19 => Command::UpdateExtent { path: path(rng), offset: number(rng), len: number(rng) },
-        20 => Command::Fallocate { path: path(rng), mode: rng.gen(), offset: number(rng), len: number(rng) },
-        21 => Command::Fileattr { path: path(rng), fileattr: number(rng) },
+        18 | 19 => Command::UpdateExtent {
+            path: path(rng),
+            offset: number(rng),
+            len: number(rng),
+        },
+        20 => Command::Fallocate {
+            path: path(rng),
+            mode: rng.gen(),
+            offset: number(rng),
+            len: number(rng),
+        },
+        21 => Command::Fileattr {
+            path: path(rng),
+            fileattr: number(rng),
+        },
         _ => Command::EncodedWrite {
             path: path(rng),
             offset: number(rng),
@@ -136,19 +208,28 @@ pub fn command(rng: &mut StdRng, version: StreamVersion, printable_times: bool) 
             unencoded_len: number(rng),
             unencoded_offset: number(rng),
             compression: rng.gen_bool(0.7).then(|| rng.gen_range(0..8)),
-            encryption: rng.gen_bool(0.5).then(|| 0),
+            encryption: rng.gen_bool(0.5).then_some(0),
             data: bytes(rng, 5000),
         },
     }
 }
 
 /// A random well-formed stream: SUBVOL or SNAPSHOT, `count` commands, END.
-pub fn stream_commands(seed: u64, version: StreamVersion, count: usize, printable_times: bool) -> Vec<Command> {
+pub fn stream_commands(
+    seed: u64,
+    version: StreamVersion,
+    count: usize,
+    printable_times: bool,
+) -> Vec<Command> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut commands = Vec::with_capacity(count + 2);
     let subvol_path = component(&mut rng);
     commands.push(if rng.gen_bool(0.5) {
-        Command::Subvol { path: subvol_path, uuid: rng.gen(), ctransid: number(&mut rng) }
+        Command::Subvol {
+            path: subvol_path,
+            uuid: rng.gen(),
+            ctransid: number(&mut rng),
+        }
     } else {
         Command::Snapshot {
             path: subvol_path,
@@ -176,10 +257,15 @@ pub fn encode_stream(version: StreamVersion, commands: &[Command]) -> Vec<u8> {
 
 /// The `btrfs` binary, if installed.
 pub fn btrfs_binary() -> Option<PathBuf> {
-    ["/usr/bin/btrfs", "/bin/btrfs", "/usr/sbin/btrfs", "/sbin/btrfs"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
+    [
+        "/usr/bin/btrfs",
+        "/bin/btrfs",
+        "/usr/sbin/btrfs",
+        "/sbin/btrfs",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|path| path.exists())
 }
 
 /// Runs `btrfs receive --dump` on `stream` with `TZ` set to `tz`.
