@@ -1,0 +1,499 @@
+//! File data: inline bytes for small files, copy-on-write extent references otherwise,
+//! holes where nothing is recorded.
+//!
+//! Records `(ino, DATA, file offset)`:
+//!
+//! ```text
+//! inline   (plain record, offset 0 only)     0x00, the file's first bytes
+//! data     (record referencing an extent)    0x01, 3 × 0, ext_off u32, len u32, len × crc32c u32
+//! prealloc (record referencing an extent)    0x02, 3 × 0, ext_off u32, len u32
+//! ```
+//!
+//! `ext_off` and `len` count 4 KiB blocks; the record maps file blocks
+//! `[offset/4096, offset/4096 + len)` to extent blocks `[ext_off, ext_off + len)`. Each data
+//! block carries the crc32c of its 4096 bytes, so a read verifies what it returns (a
+//! mismatch is EIO naming inode and offset). Prealloc blocks (fallocate) hold space and
+//! read as zeros.
+//!
+//! Invariants: block records are aligned to 4 KiB and never overlap; a file has either
+//! one inline record or block records, never both; bytes past the end of file inside its
+//! last block read as zero (truncate zeroes them), so growing a file needs no data write.
+//!
+//! Overwrites never touch committed blocks: the new bytes of every touched block (old
+//! contents merged in for partial blocks) go to a fresh extent, and references that
+//! overlap the range are cut, keeping their outer pieces as records that point into the
+//! same extent (the store counts those as further references). Snapshots and reflinked
+//! copies therefore keep their data by construction.
+
+use std::ops::Bound;
+
+use tidefs_store::Extent;
+
+use crate::cx::Cx;
+use crate::error::{FsError, Result};
+use crate::inode::Inode;
+use crate::keys::{data_key, kind_prefix, KIND_DATA};
+use crate::limits::{DATA_BLOCK_BYTES, EXTENT_RECORD_BLOCKS_MAX, FILE_BYTES_MAX, INLINE_DATA_BYTES_MAX};
+
+const B: u64 = DATA_BLOCK_BYTES as u64;
+const TYPE_INLINE: u8 = 0;
+const TYPE_DATA: u8 = 1;
+const TYPE_PREALLOC: u8 = 2;
+
+/// `fallocate` mode bits (Linux values).
+pub mod falloc {
+    pub const KEEP_SIZE: u32 = 0x01;
+    pub const PUNCH_HOLE: u32 = 0x02;
+    pub const ZERO_RANGE: u32 = 0x10;
+}
+
+/// One block record.
+#[derive(Debug, Clone)]
+struct BlockRec {
+    /// First file block.
+    start: u64,
+    len: u64,
+    extent: Extent,
+    ext_off: u64,
+    /// Per-block crc32c; `None` for preallocated (zero-reading) blocks.
+    crcs: Option<Vec<u32>>,
+}
+
+impl BlockRec {
+    fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    fn payload(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(12 + self.crcs.as_ref().map_or(0, |c| 4 * c.len()));
+        v.push(if self.crcs.is_some() { TYPE_DATA } else { TYPE_PREALLOC });
+        v.extend_from_slice(&[0, 0, 0]);
+        v.extend_from_slice(&(self.ext_off as u32).to_le_bytes());
+        v.extend_from_slice(&(self.len as u32).to_le_bytes());
+        if let Some(crcs) = &self.crcs {
+            for c in crcs {
+                v.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        v
+    }
+
+    /// The part of this record covering file blocks `[lo, hi)` (inside the record).
+    fn slice(&self, lo: u64, hi: u64) -> BlockRec {
+        let skip = (lo - self.start) as usize;
+        let n = (hi - lo) as usize;
+        BlockRec {
+            start: lo,
+            len: hi - lo,
+            extent: self.extent,
+            ext_off: self.ext_off + (lo - self.start),
+            crcs: self.crcs.as_ref().map(|c| c[skip..skip + n].to_vec()),
+        }
+    }
+}
+
+/// What a piece of a file is stored as (for export, SEEK_DATA and send).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtentKind {
+    /// Bytes inside the inline record.
+    Inline,
+    /// Written data in a shared extent: `(extent, byte offset into it)`.
+    Data { extent: Extent, extent_offset: u64 },
+    /// Space held by fallocate; reads as zeros.
+    Prealloc,
+}
+
+/// One stored range of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileExtent {
+    pub offset: u64,
+    pub len: u64,
+    pub kind: ExtentKind,
+}
+
+enum DataRecord {
+    Inline(Vec<u8>),
+    Block(BlockRec),
+}
+
+fn decode(tree: tidefs_store::TreeId, r: &tidefs_store::Record) -> Result<DataRecord> {
+    let bad = |what: &str| FsError::corrupt(tree, format!("data record: {what}"));
+    let offset = tidefs_store::parse_key3(&r.key).ok_or_else(|| bad("bad key"))?.2;
+    let v = &r.value;
+    match (v.first().copied(), r.extent) {
+        (Some(TYPE_INLINE), None) if offset == 0 => Ok(DataRecord::Inline(v[1..].to_vec())),
+        (Some(t @ (TYPE_DATA | TYPE_PREALLOC)), Some(extent)) if v.len() >= 12 && offset % B == 0 => {
+            let ext_off = u64::from(u32::from_le_bytes(v[4..8].try_into().expect("4")));
+            let len = u64::from(u32::from_le_bytes(v[8..12].try_into().expect("4")));
+            if ext_off + len > u64::from(extent.blocks) || len == 0 {
+                return Err(bad("range outside its extent"));
+            }
+            let crcs = if t == TYPE_DATA {
+                if v.len() != 12 + 4 * len as usize {
+                    return Err(bad("checksum table length"));
+                }
+                Some(
+                    v[12..]
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            Ok(DataRecord::Block(BlockRec {
+                start: offset / B,
+                len,
+                extent,
+                ext_off,
+                crcs,
+            }))
+        }
+        _ => Err(bad("unknown type")),
+    }
+}
+
+impl Cx<'_, '_> {
+    fn inline_data(&mut self, ino: u64) -> Result<Option<Vec<u8>>> {
+        let tree = self.tree;
+        match self.get(&data_key(ino, 0))? {
+            Some(r) => match decode(tree, &r)? {
+                DataRecord::Inline(b) => Ok(Some(b)),
+                DataRecord::Block(_) => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn has_data_records(&mut self, ino: u64) -> Result<bool> {
+        Ok(self.view()?.prefix(&kind_prefix(ino, KIND_DATA))?.next().is_some())
+    }
+
+    /// Block records overlapping file blocks `[lo, hi)`, in order.
+    fn block_records(&mut self, ino: u64, lo: u64, hi: u64) -> Result<Vec<BlockRec>> {
+        let tree = self.tree;
+        let view = self.view()?;
+        let lo_key = data_key(ino, lo.saturating_mul(B));
+        let hi_key = data_key(ino, hi.saturating_mul(B));
+        let first_key = data_key(ino, 0);
+        let mut out = Vec::new();
+        if let Some(r) = view.range_rev(first_key.as_slice()..=lo_key.as_slice())?.next() {
+            if let DataRecord::Block(b) = decode(tree, &r?)? {
+                if b.end() > lo {
+                    out.push(b);
+                }
+            }
+        }
+        let range = (Bound::Excluded(lo_key.as_slice()), Bound::Excluded(hi_key.as_slice()));
+        for r in view.range(range)? {
+            if let DataRecord::Block(b) = decode(tree, &r?)? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads file blocks `[lo, lo + n)`, verifying every data block.
+    fn read_blocks(&mut self, ino: u64, lo: u64, n: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; (n * B) as usize];
+        for rec in self.block_records(ino, lo, lo + n)? {
+            let Some(crcs) = &rec.crcs else { continue };
+            let from = rec.start.max(lo);
+            let to = rec.end().min(lo + n);
+            let dst = &mut buf[((from - lo) * B) as usize..((to - lo) * B) as usize];
+            self.t.read_extent(rec.extent, (rec.ext_off + from - rec.start) * B, dst)?;
+            for (i, block) in dst.chunks(DATA_BLOCK_BYTES).enumerate() {
+                let want = crcs[(from - rec.start) as usize + i];
+                let got = crc32c::crc32c(block);
+                if got != want {
+                    return Err(FsError::DataCorrupt {
+                        ino,
+                        offset: (from + i as u64) * B,
+                        detail: format!(
+                            "crc32c {got:#010x}, expected {want:#010x} (extent at block {})",
+                            rec.extent.block
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Up to `len` bytes at `offset` (fewer at end of file).
+    pub fn read_data(&mut self, inode: &Inode, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if offset >= inode.size {
+            return Ok(Vec::new());
+        }
+        let end = inode.size.min(offset.saturating_add(len));
+        if let Some(inline) = self.inline_data(inode.ino)? {
+            let mut out = vec![0u8; (end - offset) as usize];
+            let have = (inline.len() as u64).min(end);
+            if offset < have {
+                out[..(have - offset) as usize].copy_from_slice(&inline[offset as usize..have as usize]);
+            }
+            return Ok(out);
+        }
+        let lo = offset / B;
+        let hi = end.div_ceil(B);
+        let buf = self.read_blocks(inode.ino, lo, hi - lo)?;
+        let skip = (offset - lo * B) as usize;
+        Ok(buf[skip..skip + (end - offset) as usize].to_vec())
+    }
+
+    /// Drops references to file blocks `[lo, hi)`; returns how many blocks were referenced.
+    fn cut_blocks(&mut self, ino: u64, lo: u64, hi: u64) -> Result<u64> {
+        let mut removed = 0;
+        for rec in self.block_records(ino, lo, hi)? {
+            // Pieces that survive are written before the original goes, so the extent
+            // never drops to zero references in between.
+            if rec.end() > hi {
+                self.put_block_rec(ino, &rec.slice(hi, rec.end()))?;
+            }
+            if rec.start < lo {
+                self.put_block_rec(ino, &rec.slice(rec.start, lo))?;
+            } else {
+                self.del(&data_key(ino, rec.start * B))?;
+            }
+            removed += rec.end().min(hi) - rec.start.max(lo);
+        }
+        Ok(removed)
+    }
+
+    fn put_block_rec(&mut self, ino: u64, rec: &BlockRec) -> Result<()> {
+        self.t
+            .insert_with_extent(self.tree, &data_key(ino, rec.start * B), rec.extent, &rec.payload())?;
+        Ok(())
+    }
+
+    /// Writes whole blocks starting at file block `lo` into fresh extents.
+    fn write_new_blocks(&mut self, inode: &mut Inode, lo: u64, buf: &[u8]) -> Result<()> {
+        debug_assert_eq!(buf.len() % DATA_BLOCK_BYTES, 0);
+        let n = buf.len() as u64 / B;
+        inode.blocks -= self.cut_blocks(inode.ino, lo, lo + n)?;
+        let chunk_bytes = EXTENT_RECORD_BLOCKS_MAX as usize * DATA_BLOCK_BYTES;
+        for (i, chunk) in buf.chunks(chunk_bytes).enumerate() {
+            let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
+            let extent = self.t.alloc_extent(blocks)?;
+            self.t.write_extent(extent, 0, chunk)?;
+            let rec = BlockRec {
+                start: lo + (i * chunk_bytes / DATA_BLOCK_BYTES) as u64,
+                len: u64::from(blocks),
+                extent,
+                ext_off: 0,
+                crcs: Some(chunk.chunks(DATA_BLOCK_BYTES).map(crc32c::crc32c).collect()),
+            };
+            self.put_block_rec(inode.ino, &rec)?;
+            inode.blocks += u64::from(blocks);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at byte `offset` as blocks: partial first and last blocks are merged
+    /// with their current contents.
+    fn write_blocks(&mut self, inode: &mut Inode, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        let lo = offset / B;
+        let hi = end.div_ceil(B);
+        let mut buf = vec![0u8; ((hi - lo) * B) as usize];
+        if offset % B != 0 {
+            let head = self.read_blocks(inode.ino, lo, 1)?;
+            buf[..DATA_BLOCK_BYTES].copy_from_slice(&head);
+        }
+        if end % B != 0 && (hi - 1 != lo || offset % B == 0) {
+            let tail = self.read_blocks(inode.ino, hi - 1, 1)?;
+            let at = buf.len() - DATA_BLOCK_BYTES;
+            buf[at..].copy_from_slice(&tail);
+        }
+        let skip = (offset - lo * B) as usize;
+        buf[skip..skip + data.len()].copy_from_slice(data);
+        self.write_new_blocks(inode, lo, &buf)
+    }
+
+    /// Moves inline bytes into a block so the file can grow past the inline limit.
+    fn uninline(&mut self, inode: &mut Inode) -> Result<()> {
+        if let Some(bytes) = self.inline_data(inode.ino)? {
+            self.del(&data_key(inode.ino, 0))?;
+            if !bytes.is_empty() {
+                self.write_blocks(inode, 0, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`, growing the file as needed. Saves nothing: the caller
+    /// updates size and times and stores the inode.
+    pub fn write_data(&mut self, inode: &mut Inode, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        let new_size = inode.size.max(end);
+        let inline = self.inline_data(inode.ino)?;
+        if new_size <= INLINE_DATA_BYTES_MAX as u64 && (inline.is_some() || !self.has_data_records(inode.ino)?) {
+            let mut bytes = inline.unwrap_or_default();
+            if bytes.len() < end as usize {
+                bytes.resize(end as usize, 0);
+            }
+            bytes[offset as usize..end as usize].copy_from_slice(data);
+            let mut v = Vec::with_capacity(1 + bytes.len());
+            v.push(TYPE_INLINE);
+            v.extend_from_slice(&bytes);
+            self.put(&data_key(inode.ino, 0), &v)?;
+        } else {
+            self.uninline(inode)?;
+            self.write_blocks(inode, offset, data)?;
+        }
+        inode.size = new_size;
+        Ok(())
+    }
+
+    /// Zeroes bytes `[from, to)` that lie inside one block, copying the block on write,
+    /// unless they already read as zero.
+    fn zero_within_block(&mut self, inode: &mut Inode, from: u64, to: u64) -> Result<()> {
+        let blk = from / B;
+        let mut block = self.read_blocks(inode.ino, blk, 1)?;
+        let (a, b) = ((from - blk * B) as usize, (to - blk * B) as usize);
+        if block[a..b].iter().all(|&x| x == 0) {
+            return Ok(());
+        }
+        block[a..b].fill(0);
+        self.write_new_blocks(inode, blk, &block)
+    }
+
+    /// Zeroes bytes `[from, to)`: whole blocks become holes, partial ones are rewritten.
+    fn zero_range(&mut self, inode: &mut Inode, from: u64, to: u64) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        if let Some(mut bytes) = self.inline_data(inode.ino)? {
+            let end = (to as usize).min(bytes.len());
+            if (from as usize) < end {
+                bytes[from as usize..end].fill(0);
+                let mut v = vec![TYPE_INLINE];
+                v.extend_from_slice(&bytes);
+                self.put(&data_key(inode.ino, 0), &v)?;
+            }
+            return Ok(());
+        }
+        let first_full = from.div_ceil(B);
+        let last_full = to / B;
+        if first_full < last_full {
+            inode.blocks -= self.cut_blocks(inode.ino, first_full, last_full)?;
+            if from % B != 0 {
+                self.zero_within_block(inode, from, first_full * B)?;
+            }
+            if to % B != 0 {
+                self.zero_within_block(inode, last_full * B, to)?;
+            }
+        } else if from / B == (to - 1) / B {
+            self.zero_within_block(inode, from, to)?;
+        } else {
+            // Spans a block boundary without a whole block inside.
+            self.zero_within_block(inode, from, first_full * B)?;
+            self.zero_within_block(inode, first_full * B, to)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the size, dropping data past the new end and zeroing the rest of its block.
+    pub fn truncate_data(&mut self, inode: &mut Inode, size: u64) -> Result<()> {
+        if size > FILE_BYTES_MAX {
+            return Err(FsError::FileTooBig {
+                ino: inode.ino,
+                offset: size,
+                max: FILE_BYTES_MAX,
+            });
+        }
+        if let Some(mut bytes) = self.inline_data(inode.ino)? {
+            if (size as usize) < bytes.len() {
+                bytes.truncate(size as usize);
+                if bytes.is_empty() {
+                    self.del(&data_key(inode.ino, 0))?;
+                } else {
+                    let mut v = vec![TYPE_INLINE];
+                    v.extend_from_slice(&bytes);
+                    self.put(&data_key(inode.ino, 0), &v)?;
+                }
+            }
+        } else {
+            let keep = size.div_ceil(B);
+            inode.blocks -= self.cut_blocks(inode.ino, keep, u64::MAX / B)?;
+            if size % B != 0 && size < inode.size {
+                self.zero_within_block(inode, size, keep * B)?;
+            }
+        }
+        inode.size = size;
+        Ok(())
+    }
+
+    /// fallocate: preallocate (optionally keeping the size), punch a hole, or zero a range.
+    pub fn fallocate_data(&mut self, inode: &mut Inode, mode: u32, offset: u64, len: u64) -> Result<()> {
+        let end = offset + len;
+        let keep_size = mode & falloc::KEEP_SIZE != 0;
+        if mode & (falloc::PUNCH_HOLE | falloc::ZERO_RANGE) != 0 {
+            self.zero_range(inode, offset, end.min(inode.size))?;
+            if !keep_size && end > inode.size {
+                inode.size = end;
+            }
+            return Ok(());
+        }
+        self.uninline(inode)?;
+        let (lo, hi) = (offset / B, end.div_ceil(B));
+        let mut at = lo;
+        let mut gaps = Vec::new();
+        for rec in self.block_records(inode.ino, lo, hi)? {
+            if rec.start > at {
+                gaps.push((at, rec.start));
+            }
+            at = at.max(rec.end());
+        }
+        if at < hi {
+            gaps.push((at, hi));
+        }
+        for (mut from, to) in gaps {
+            while from < to {
+                let blocks = (to - from).min(u64::from(EXTENT_RECORD_BLOCKS_MAX));
+                let extent = self.t.alloc_extent(blocks as u32)?;
+                let rec = BlockRec {
+                    start: from,
+                    len: blocks,
+                    extent,
+                    ext_off: 0,
+                    crcs: None,
+                };
+                self.put_block_rec(inode.ino, &rec)?;
+                inode.blocks += blocks;
+                from += blocks;
+            }
+        }
+        if !keep_size && end > inode.size {
+            inode.size = end;
+        }
+        Ok(())
+    }
+
+    /// The stored ranges of a file, in order (holes are what lies between them).
+    pub fn file_extents(&mut self, inode: &Inode) -> Result<Vec<FileExtent>> {
+        let tree = self.tree;
+        let mut out = Vec::new();
+        for r in self.view()?.prefix(&kind_prefix(inode.ino, KIND_DATA))? {
+            match decode(tree, &r?)? {
+                DataRecord::Inline(bytes) => out.push(FileExtent {
+                    offset: 0,
+                    len: (bytes.len() as u64).min(inode.size),
+                    kind: ExtentKind::Inline,
+                }),
+                DataRecord::Block(b) => out.push(FileExtent {
+                    offset: b.start * B,
+                    len: b.len * B,
+                    kind: match b.crcs {
+                        Some(_) => ExtentKind::Data {
+                            extent: b.extent,
+                            extent_offset: b.ext_off * B,
+                        },
+                        None => ExtentKind::Prealloc,
+                    },
+                }),
+            }
+        }
+        Ok(out)
+    }
+}

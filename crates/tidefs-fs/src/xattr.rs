@@ -1,0 +1,148 @@
+//! Extended attributes in the user, trusted and security namespaces.
+//!
+//! ```text
+//! (ino, XATTR, name)                  0x00, value               (value ≤ 2048 bytes)
+//!                                     0x01, len u32, chunks u32 (bigger values)
+//! (ino, XATTR_CHUNK, name, 0x00, i)   bytes [2048·i, 2048·(i+1)) of a big value
+//! ```
+//!
+//! Big values (Linux allows 64 KiB) are split because a record value holds at most 3 KiB.
+
+use crate::cx::Cx;
+use crate::error::{FsError, Result};
+use crate::inode::{FileKind, Inode};
+use crate::keys::{kind_prefix, xattr_chunk_key, xattr_key, KIND_XATTR};
+use crate::limits::{VALUE_CHUNK_BYTES, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX};
+
+/// `setxattr` flags (Linux values).
+pub mod xattr_flags {
+    pub const CREATE: u32 = 1;
+    pub const REPLACE: u32 = 2;
+}
+
+const SMALL: u8 = 0;
+const CHUNKED: u8 = 1;
+const NAMESPACES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
+
+/// Checks an xattr name as the VFS does, and whether this inode may carry it.
+pub(crate) fn check_xattr_name(inode: &Inode, name: &[u8], writing: bool) -> Result<()> {
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    if name.is_empty() || name.len() > XATTR_NAME_BYTES_MAX {
+        return Err(FsError::Range(format!("xattr name of {} bytes", name.len())));
+    }
+    if name.contains(&0) {
+        return Err(FsError::Invalid(format!("xattr name {:?} contains NUL", shown())));
+    }
+    let Some(prefix) = NAMESPACES.iter().find(|p| name.starts_with(p)) else {
+        return Err(FsError::NotSupported(format!("xattr namespace of {:?}", shown())));
+    };
+    if name.len() == prefix.len() {
+        return Err(FsError::Invalid(format!("xattr name {:?} has nothing after its namespace", shown())));
+    }
+    // Linux allows user.* only on regular files and directories (xattr_permission).
+    if *prefix == b"user." && !matches!(inode.kind(), FileKind::Regular | FileKind::Directory) {
+        return Err(if writing {
+            FsError::NotPermitted(format!("user xattr on inode {}", inode.ino))
+        } else {
+            FsError::NoAttr(shown())
+        });
+    }
+    Ok(())
+}
+
+impl Cx<'_, '_> {
+    pub fn get_xattr(&mut self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        let tree = self.tree;
+        let Some(r) = self.get(&xattr_key(ino, name))? else {
+            return Ok(None);
+        };
+        let v = r.value;
+        match v.first() {
+            Some(&SMALL) => Ok(Some(v[1..].to_vec())),
+            Some(&CHUNKED) if v.len() == 9 => {
+                let len = u32::from_le_bytes(v[1..5].try_into().expect("4")) as usize;
+                let chunks = u32::from_le_bytes(v[5..9].try_into().expect("4"));
+                let mut out = Vec::with_capacity(len);
+                for i in 0..chunks {
+                    let c = self
+                        .get(&xattr_chunk_key(ino, name, i))?
+                        .ok_or_else(|| FsError::corrupt(tree, format!("inode {ino}: xattr chunk {i} missing")))?;
+                    out.extend_from_slice(&c.value);
+                }
+                if out.len() != len {
+                    return Err(FsError::corrupt(tree, format!("inode {ino}: xattr length mismatch")));
+                }
+                Ok(Some(out))
+            }
+            _ => Err(FsError::corrupt(tree, format!("inode {ino}: xattr record does not decode"))),
+        }
+    }
+
+    fn remove_xattr_records(&mut self, ino: u64, name: &[u8]) -> Result<bool> {
+        let key = xattr_key(ino, name);
+        let Some(r) = self.get(&key)? else {
+            return Ok(false);
+        };
+        if r.value.first() == Some(&CHUNKED) && r.value.len() == 9 {
+            let chunks = u32::from_le_bytes(r.value[5..9].try_into().expect("4"));
+            for i in 0..chunks {
+                self.del(&xattr_chunk_key(ino, name, i))?;
+            }
+        }
+        self.del(&key)?;
+        Ok(true)
+    }
+
+    /// Sets an xattr honouring `XATTR_CREATE` / `XATTR_REPLACE`.
+    pub fn set_xattr(&mut self, ino: u64, name: &[u8], value: &[u8], flags: u32) -> Result<()> {
+        if flags & !(xattr_flags::CREATE | xattr_flags::REPLACE) != 0 {
+            return Err(FsError::Invalid(format!("xattr flags {flags:#x}")));
+        }
+        if value.len() > XATTR_VALUE_BYTES_MAX {
+            return Err(FsError::AttrTooBig {
+                len: value.len(),
+                max: XATTR_VALUE_BYTES_MAX,
+            });
+        }
+        let exists = self.get(&xattr_key(ino, name))?.is_some();
+        if exists && flags & xattr_flags::CREATE != 0 {
+            return Err(FsError::Exists(format!("xattr {}", String::from_utf8_lossy(name))));
+        }
+        if !exists && flags & xattr_flags::REPLACE != 0 {
+            return Err(FsError::NoAttr(String::from_utf8_lossy(name).into_owned()));
+        }
+        self.remove_xattr_records(ino, name)?;
+        if value.len() <= VALUE_CHUNK_BYTES {
+            let mut v = Vec::with_capacity(1 + value.len());
+            v.push(SMALL);
+            v.extend_from_slice(value);
+            self.put(&xattr_key(ino, name), &v)
+        } else {
+            let chunks = value.chunks(VALUE_CHUNK_BYTES);
+            let n = chunks.len() as u32;
+            for (i, c) in chunks.enumerate() {
+                self.put(&xattr_chunk_key(ino, name, i as u32), c)?;
+            }
+            let mut v = vec![CHUNKED];
+            v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            v.extend_from_slice(&n.to_le_bytes());
+            self.put(&xattr_key(ino, name), &v)
+        }
+    }
+
+    pub fn remove_xattr(&mut self, ino: u64, name: &[u8]) -> Result<()> {
+        if !self.remove_xattr_records(ino, name)? {
+            return Err(FsError::NoAttr(String::from_utf8_lossy(name).into_owned()));
+        }
+        Ok(())
+    }
+
+    /// Names of all xattrs of `ino`, in byte order.
+    pub fn list_xattrs(&mut self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for r in self.view()?.prefix(&kind_prefix(ino, KIND_XATTR))? {
+            out.push(r?.key[9..].to_vec());
+        }
+        Ok(out)
+    }
+}
