@@ -108,7 +108,11 @@ impl TreeInfo {
         });
         root.encode(&mut out[0..20]);
         out[20] = self.root_level;
-        out[21] = if self.read_only { Self::FLAG_READ_ONLY } else { 0 };
+        out[21] = if self.read_only {
+            Self::FLAG_READ_ONLY
+        } else {
+            0
+        };
         out[22..30].copy_from_slice(&self.created_tid.0.to_le_bytes());
         let origin = self.origin.map_or(u64::MAX, |t| t.0);
         out[30..38].copy_from_slice(&origin.to_le_bytes());
@@ -117,7 +121,11 @@ impl TreeInfo {
 
     pub fn decode(b: &[u8]) -> Result<TreeInfo, String> {
         if b.len() != Self::ENCODED_BYTES {
-            return Err(format!("tree record of {} bytes, expected {}", b.len(), Self::ENCODED_BYTES));
+            return Err(format!(
+                "tree record of {} bytes, expected {}",
+                b.len(),
+                Self::ENCODED_BYTES
+            ));
         }
         let root = BlockRef::decode(&b[0..20]).expect("length checked");
         if b[21] & !Self::FLAG_READ_ONLY != 0 {
@@ -164,7 +172,10 @@ mod tests {
             origin: Some(TreeId(3)),
         };
         let bytes = info.encode();
-        assert_eq!(&bytes[0..12], &[2, 1, 0, 0, 0, 0, 0, 0, 0xdd, 0xcc, 0xbb, 0xaa]);
+        assert_eq!(
+            &bytes[0..12],
+            &[2, 1, 0, 0, 0, 0, 0, 0, 0xdd, 0xcc, 0xbb, 0xaa]
+        );
         assert_eq!(bytes[20], 2);
         assert_eq!(bytes[21], 1);
         assert_eq!(TreeInfo::decode(&bytes).unwrap(), info);

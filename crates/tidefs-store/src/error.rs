@@ -28,7 +28,9 @@ pub enum StoreError {
     },
     #[error("not a tidefs pool: no superblock copy verifies ({detail})")]
     NoValidSuperblock { detail: String },
-    #[error("pool format version {found} is not supported by this build (it reads version {supported})")]
+    #[error(
+        "pool format version {found} is not supported by this build (it reads version {supported})"
+    )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("pool is full: {needed_blocks} blocks needed, {free_blocks} free")]
     NoSpace {

@@ -87,7 +87,13 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn problem(&mut self, block: Option<u64>, tree: Option<TreeId>, key: Option<&[u8]>, message: String) {
+    fn problem(
+        &mut self,
+        block: Option<u64>,
+        tree: Option<TreeId>,
+        key: Option<&[u8]>,
+        message: String,
+    ) {
         self.report.problems.push(FsckProblem {
             block,
             tree,
@@ -115,9 +121,25 @@ impl Walk<'_> {
     }
 
     /// Walks the subtree at `r`. `lower`/`upper` bound its keys; `parent_tid` bounds its tids.
-    fn node(&mut self, tree: TreeId, r: BlockRef, level: u8, lower: Option<&[u8]>, upper: Option<&[u8]>, parent_tid: Tid) {
+    fn node(
+        &mut self,
+        tree: TreeId,
+        r: BlockRef,
+        level: u8,
+        lower: Option<&[u8]>,
+        upper: Option<&[u8]>,
+        parent_tid: Tid,
+    ) {
         if r.modify_tid > parent_tid {
-            self.problem(Some(r.block), Some(tree), lower, format!("tid {} is newer than its parent's {parent_tid}", r.modify_tid));
+            self.problem(
+                Some(r.block),
+                Some(tree),
+                lower,
+                format!(
+                    "tid {} is newer than its parent's {parent_tid}",
+                    r.modify_tid
+                ),
+            );
         }
         if !self.claim(r.block, Claim::Node, tree) {
             return;
@@ -137,12 +159,22 @@ impl Walk<'_> {
         }
         if let Some(lo) = lower {
             if node.key(0) < lo {
-                self.problem(Some(r.block), Some(tree), Some(node.key(0)), "key below the separator that leads here".into());
+                self.problem(
+                    Some(r.block),
+                    Some(tree),
+                    Some(node.key(0)),
+                    "key below the separator that leads here".into(),
+                );
             }
         }
         if let Some(hi) = upper {
             if node.key(node.len() - 1) >= hi {
-                self.problem(Some(r.block), Some(tree), Some(node.key(node.len() - 1)), "key at or above the next separator".into());
+                self.problem(
+                    Some(r.block),
+                    Some(tree),
+                    Some(node.key(node.len() - 1)),
+                    "key at or above the next separator".into(),
+                );
             }
         }
         if node.is_leaf() {
@@ -150,7 +182,11 @@ impl Walk<'_> {
             return;
         }
         for i in 0..node.len() {
-            let hi = if i + 1 < node.len() { Some(node.key(i + 1).to_vec()) } else { upper.map(<[u8]>::to_vec) };
+            let hi = if i + 1 < node.len() {
+                Some(node.key(i + 1).to_vec())
+            } else {
+                upper.map(<[u8]>::to_vec)
+            };
             let child = node.child_ref(i);
             let lo = node.key(i).to_vec();
             self.node(tree, child, level - 1, Some(&lo), hi.as_deref(), node.tid);
@@ -164,14 +200,24 @@ impl Walk<'_> {
                 EntryKind::Extent => {
                     let e = node.extent(i).expect("decoded");
                     if e.blocks == 0 {
-                        self.problem(Some(block), Some(tree), Some(node.key(i)), "zero-length extent".into());
+                        self.problem(
+                            Some(block),
+                            Some(tree),
+                            Some(node.key(i)),
+                            "zero-length extent".into(),
+                        );
                     } else if self.claim(e.block, Claim::Extent(e.blocks), tree) {
                         self.report.extents += 1;
                     }
                 }
                 EntryKind::Tree => {
                     if tree != TreeId::ROOT {
-                        self.problem(Some(block), Some(tree), Some(node.key(i)), "tree record outside the root tree".into());
+                        self.problem(
+                            Some(block),
+                            Some(tree),
+                            Some(node.key(i)),
+                            "tree record outside the root tree".into(),
+                        );
                         continue;
                     }
                     let id = TreeId(u64::from_be_bytes(node.key(i).try_into().unwrap_or([0; 8])));
@@ -211,8 +257,18 @@ pub fn fsck(pool: &Pool, progress: &mut dyn FnMut(u64)) -> Result<FsckReport> {
     Ok(report)
 }
 
-fn check_space(walk: &mut Walk<'_>, sb: &Superblock, device: Arc<dyn crate::device::BlockDevice>) -> Result<FsckReport> {
-    let mut space = match SpaceMap::open(device, sb.total_pages, sb.max_pages, sb.dir_crcs.clone(), sb.used_blocks) {
+fn check_space(
+    walk: &mut Walk<'_>,
+    sb: &Superblock,
+    device: Arc<dyn crate::device::BlockDevice>,
+) -> Result<FsckReport> {
+    let mut space = match SpaceMap::open(
+        device,
+        sb.total_pages,
+        sb.max_pages,
+        sb.dir_crcs.clone(),
+        sb.used_blocks,
+    ) {
         Ok(s) => s,
         Err(e) => {
             walk.problem(None, None, None, format!("space map: {e}"));
@@ -224,7 +280,12 @@ fn check_space(walk: &mut Walk<'_>, sb: &Superblock, device: Arc<dyn crate::devi
         let counts = match space.page_counts(p) {
             Ok(c) => c,
             Err(e) => {
-                walk.problem(Some(p * PAGE_BLOCKS), None, None, format!("space map page {p}: {e}"));
+                walk.problem(
+                    Some(p * PAGE_BLOCKS),
+                    None,
+                    None,
+                    format!("space map page {p}: {e}"),
+                );
                 continue;
             }
         };
@@ -236,7 +297,12 @@ fn check_space(walk: &mut Walk<'_>, sb: &Superblock, device: Arc<dyn crate::devi
             let c = counts[i];
             if i < reserved {
                 if c != RC_RESERVED {
-                    walk.problem(Some(block), None, None, "reserved block not marked reserved".into());
+                    walk.problem(
+                        Some(block),
+                        None,
+                        None,
+                        "reserved block not marked reserved".into(),
+                    );
                 }
                 i += 1;
                 continue;
@@ -245,16 +311,31 @@ fn check_space(walk: &mut Walk<'_>, sb: &Superblock, device: Arc<dyn crate::devi
                 RC_FREE => {
                     free += 1;
                     if walk.refs.contains_key(&block) {
-                        walk.problem(Some(block), None, None, "referenced block is free in the space map".into());
+                        walk.problem(
+                            Some(block),
+                            None,
+                            None,
+                            "referenced block is free in the space map".into(),
+                        );
                     }
                     i += 1;
                 }
                 RC_RESERVED => {
-                    walk.problem(Some(block), None, None, "block marked reserved outside the fixed layout".into());
+                    walk.problem(
+                        Some(block),
+                        None,
+                        None,
+                        "block marked reserved outside the fixed layout".into(),
+                    );
                     i += 1;
                 }
                 RC_CONT => {
-                    walk.problem(Some(block), None, None, "continuation block without an allocation before it".into());
+                    walk.problem(
+                        Some(block),
+                        None,
+                        None,
+                        "continuation block without an allocation before it".into(),
+                    );
                     used += 1;
                     i += 1;
                 }
@@ -282,13 +363,25 @@ fn check_space(walk: &mut Walk<'_>, sb: &Superblock, device: Arc<dyn crate::devi
                     i += len;
                 }
                 other => {
-                    walk.problem(Some(block), None, None, format!("invalid space map value {other:#x}"));
+                    walk.problem(
+                        Some(block),
+                        None,
+                        None,
+                        format!("invalid space map value {other:#x}"),
+                    );
                     i += 1;
                 }
             }
         }
         match space.directory_free(p) {
-            Ok(dir_free) if dir_free != free => walk.problem(Some(p * PAGE_BLOCKS), None, None, format!("space directory says {dir_free} free blocks in page {p}, the page has {free}")),
+            Ok(dir_free) if dir_free != free => walk.problem(
+                Some(p * PAGE_BLOCKS),
+                None,
+                None,
+                format!(
+                    "space directory says {dir_free} free blocks in page {p}, the page has {free}"
+                ),
+            ),
             Ok(_) => {}
             Err(e) => walk.problem(Some(p * PAGE_BLOCKS), None, None, e.to_string()),
         }
@@ -296,10 +389,23 @@ fn check_space(walk: &mut Walk<'_>, sb: &Superblock, device: Arc<dyn crate::devi
     let limit = sb.total_pages * PAGE_BLOCKS;
     let outside: Vec<u64> = walk.refs.keys().copied().filter(|&b| b >= limit).collect();
     for block in outside {
-        walk.problem(Some(block), None, None, "referenced block lies past the end of the pool".into());
+        walk.problem(
+            Some(block),
+            None,
+            None,
+            "referenced block lies past the end of the pool".into(),
+        );
     }
     if used != sb.used_blocks {
-        walk.problem(None, None, None, format!("superblock counts {} used blocks, the space map {used}", sb.used_blocks));
+        walk.problem(
+            None,
+            None,
+            None,
+            format!(
+                "superblock counts {} used blocks, the space map {used}",
+                sb.used_blocks
+            ),
+        );
     }
     Ok(std::mem::take(&mut walk.report))
 }

@@ -38,11 +38,18 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// Starts committing `pool` by `policy`. Failed commits are reported through `on_error`.
-    pub fn spawn(pool: Pool, policy: CommitPolicy, on_error: impl Fn(&crate::StoreError) + Send + 'static) -> GroupCommitter {
+    pub fn spawn(
+        pool: Pool,
+        policy: CommitPolicy,
+        on_error: impl Fn(&crate::StoreError) + Send + 'static,
+    ) -> GroupCommitter {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let kick = Arc::new(AtomicBool::new(false));
         let (stop2, kick2) = (stop.clone(), kick.clone());
-        let poll = policy.interval.min(Duration::from_millis(100)).max(Duration::from_millis(1));
+        let poll = policy
+            .interval
+            .min(Duration::from_millis(100))
+            .max(Duration::from_millis(1));
         let thread = std::thread::Builder::new()
             .name("tidefs-commit".into())
             .spawn(move || {

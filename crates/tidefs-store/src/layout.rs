@@ -57,7 +57,7 @@ pub fn dir_page_slot_block(dir: u64, slot: u8) -> u64 {
 pub fn reserved_blocks_in_page(page: u64) -> u64 {
     if page == 0 {
         8
-    } else if page % DIR_PAGES == 0 {
+    } else if page.is_multiple_of(DIR_PAGES) {
         4
     } else {
         2
@@ -75,7 +75,15 @@ mod tests {
 
     #[test]
     fn reserved_regions_do_not_overlap_and_hold_their_slots() {
-        for page in [0u64, 1, 2, DIR_PAGES - 1, DIR_PAGES, DIR_PAGES + 1, 3 * DIR_PAGES] {
+        for page in [
+            0u64,
+            1,
+            2,
+            DIR_PAGES - 1,
+            DIR_PAGES,
+            DIR_PAGES + 1,
+            3 * DIR_PAGES,
+        ] {
             let first = page * PAGE_BLOCKS;
             let reserved = reserved_blocks_in_page(page);
             for slot in 0..2 {
@@ -85,8 +93,13 @@ mod tests {
             if page % DIR_PAGES == 0 {
                 for slot in 0..2 {
                     let b = dir_page_slot_block(page / DIR_PAGES, slot);
-                    assert!(b >= first && b < first + reserved, "dir slot outside page {page}");
-                    assert!(b != space_page_slot_block(page, 0) && b != space_page_slot_block(page, 1));
+                    assert!(
+                        b >= first && b < first + reserved,
+                        "dir slot outside page {page}"
+                    );
+                    assert!(
+                        b != space_page_slot_block(page, 0) && b != space_page_slot_block(page, 1)
+                    );
                 }
             }
         }

@@ -64,7 +64,10 @@ impl NodeIo {
             return Err(StoreError::corrupt(
                 "tree node",
                 r.block,
-                format!("written at tid {} but referenced as tid {}", node.tid, r.modify_tid),
+                format!(
+                    "written at tid {} but referenced as tid {}",
+                    node.tid, r.modify_tid
+                ),
             ));
         }
         if let Some(level) = level {

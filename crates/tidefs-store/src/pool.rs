@@ -107,7 +107,11 @@ pub struct Pool {
 
 impl Pool {
     /// Formats `device` as a new, empty pool and opens it.
-    pub fn create(device: Arc<dyn BlockDevice>, create: &CreateOptions, open: &OpenOptions) -> Result<Pool> {
+    pub fn create(
+        device: Arc<dyn BlockDevice>,
+        create: &CreateOptions,
+        open: &OpenOptions,
+    ) -> Result<Pool> {
         Self::format(&*device, create)?;
         Self::open_with_lock(device, open, None)
     }
@@ -116,14 +120,16 @@ impl Pool {
         let mut max_pages = opts.max_bytes.map_or(0, |b| b / PAGE_BYTES);
         if let Some(cap) = device.capacity_bytes() {
             let cap_pages = cap / PAGE_BYTES;
-            max_pages = if max_pages == 0 { cap_pages } else { max_pages.min(cap_pages) };
+            max_pages = if max_pages == 0 {
+                cap_pages
+            } else {
+                max_pages.min(cap_pages)
+            };
         }
-        if opts.max_bytes.is_some() || device.capacity_bytes().is_some() {
-            if max_pages < 1 {
-                return Err(StoreError::Invalid(format!(
-                    "a pool needs at least {PAGE_BYTES} bytes"
-                )));
-            }
+        if (opts.max_bytes.is_some() || device.capacity_bytes().is_some()) && max_pages < 1 {
+            return Err(StoreError::Invalid(format!(
+                "a pool needs at least {PAGE_BYTES} bytes"
+            )));
         }
         max_pages = max_pages.min(POOL_PAGES_MAX);
         let mut total_pages = opts.initial_bytes.div_ceil(PAGE_BYTES).max(1);
@@ -155,9 +161,13 @@ impl Pool {
             next_tree_id: 1,
             dir_crcs: vec![0; total_pages.div_ceil(crate::layout::DIR_PAGES) as usize],
         };
-        device.flush().map_err(|e| StoreError::io("flushing", 0, e))?;
+        device
+            .flush()
+            .map_err(|e| StoreError::io("flushing", 0, e))?;
         sb.write(device)?;
-        device.flush().map_err(|e| StoreError::io("flushing", 0, e))?;
+        device
+            .flush()
+            .map_err(|e| StoreError::io("flushing", 0, e))?;
         Ok(())
     }
 
@@ -166,7 +176,11 @@ impl Pool {
         Self::open_with_lock(device, opts, None)
     }
 
-    fn open_with_lock(device: Arc<dyn BlockDevice>, opts: &OpenOptions, lock: Option<File>) -> Result<Pool> {
+    fn open_with_lock(
+        device: Arc<dyn BlockDevice>,
+        opts: &OpenOptions,
+        lock: Option<File>,
+    ) -> Result<Pool> {
         let sb = Superblock::read_newest(&*device)?;
         let space = SpaceMap::open(
             device.clone(),
@@ -213,14 +227,21 @@ impl Pool {
         let (data, lock) = Self::paths(path);
         if !is_block_device(path) {
             if data.exists() {
-                return Err(StoreError::Invalid(format!("{} already holds a pool", path.display())));
+                return Err(StoreError::Invalid(format!(
+                    "{} already holds a pool",
+                    path.display()
+                )));
             }
-            std::fs::create_dir_all(path).map_err(|e| StoreError::io("creating the pool directory", 0, e))?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| StoreError::io("creating the pool directory", 0, e))?;
         }
         let lock = take_lock(&lock, path)?;
-        let device = FileDevice::open(&data, true).map_err(|e| StoreError::io("creating the pool file", 0, e))?;
+        let device = FileDevice::open(&data, true)
+            .map_err(|e| StoreError::io("creating the pool file", 0, e))?;
         Self::format(&device, create)?;
-        device.flush().map_err(|e| StoreError::io("flushing", 0, e))?;
+        device
+            .flush()
+            .map_err(|e| StoreError::io("flushing", 0, e))?;
         Self::open_with_lock(Arc::new(device), open, Some(lock))
     }
 
@@ -229,10 +250,14 @@ impl Pool {
     pub fn open_at(path: &Path, open: &OpenOptions) -> Result<Pool> {
         let (data, lock) = Self::paths(path);
         if !data.exists() {
-            return Err(StoreError::Invalid(format!("no pool at {}", path.display())));
+            return Err(StoreError::Invalid(format!(
+                "no pool at {}",
+                path.display()
+            )));
         }
         let lock = take_lock(&lock, path)?;
-        let device = FileDevice::open(&data, false).map_err(|e| StoreError::io("opening the pool file", 0, e))?;
+        let device = FileDevice::open(&data, false)
+            .map_err(|e| StoreError::io("opening the pool file", 0, e))?;
         Self::open_with_lock(Arc::new(device), open, Some(lock))
     }
 
@@ -257,7 +282,10 @@ impl Pool {
 
     /// Runs `f` as part of the open transaction. If `f` fails, every change it made is
     /// undone and the error returned; nothing of it will ever commit.
-    pub fn write<T, E>(&self, f: impl FnOnce(&mut WriteTxn<'_>) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -352,7 +380,9 @@ impl Pool {
             txn.write_out_all()?
         };
         let dir_crcs = w.space.write_dirty(tid)?;
-        device.flush().map_err(|e| StoreError::io("flushing before the superblock", 0, e))?;
+        device
+            .flush()
+            .map_err(|e| StoreError::io("flushing before the superblock", 0, e))?;
         let (root_ref, root_level) = match &root_tree {
             Root::Clean { bref, level } => (Some(*bref), *level),
             _ => (None, 0),
@@ -369,7 +399,9 @@ impl Pool {
             dir_crcs,
         };
         sb.write(&*device)?;
-        device.flush().map_err(|e| StoreError::io("flushing the superblock", 0, e))?;
+        device
+            .flush()
+            .map_err(|e| StoreError::io("flushing the superblock", 0, e))?;
         w.sb = sb;
         *self.shared.committed.write() = Arc::new(Committed {
             tid,
@@ -389,7 +421,8 @@ impl Pool {
         let io = &self.shared.io;
         let space = &mut w.space;
         w.pending.retain(|run| {
-            let visible = run.freed_tid > committed || oldest_reader.is_some_and(|r| r < run.freed_tid);
+            let visible =
+                run.freed_tid > committed || oldest_reader.is_some_and(|r| r < run.freed_tid);
             if visible {
                 return true;
             }
@@ -471,7 +504,9 @@ fn take_lock(lock_path: &Path, pool: &Path) -> Result<File> {
                 },
             });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io("locking the pool", 0, e)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError::io("locking the pool", 0, e))
+        }
     }
     if !is_block_device(lock_path) {
         let who = format!(

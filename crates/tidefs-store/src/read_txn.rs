@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::btree::root::Root;
 use crate::bref::{Extent, TreeInfo};
+use crate::btree::root::Root;
 use crate::error::{Result, StoreError};
 use crate::ids::{Tid, TreeId};
 use crate::layout::block_offset;
@@ -52,7 +52,9 @@ impl ReadTxn {
     /// A view of `tree` as committed.
     pub fn tree(&self, tree: TreeId) -> Result<TreeView> {
         if tree == TreeId::ROOT {
-            return Err(StoreError::Invalid("the root tree is managed by the store".into()));
+            return Err(StoreError::Invalid(
+                "the root tree is managed by the store".into(),
+            ));
         }
         let info = self.tree_info(tree)?;
         Ok(TreeView {
@@ -83,13 +85,12 @@ pub(crate) fn decode_tree_list(root: TreeView) -> Result<Vec<(TreeId, TreeInfo)>
     let mut out = Vec::new();
     for record in root.range::<std::ops::RangeFull>(..)? {
         let record = record?;
-        let id = u64::from_be_bytes(
-            record
-                .key
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::corrupt("root tree record", 0, "key is not a tree id"))?,
-        );
+        let id =
+            u64::from_be_bytes(
+                record.key.as_slice().try_into().map_err(|_| {
+                    StoreError::corrupt("root tree record", 0, "key is not a tree id")
+                })?,
+            );
         let info = TreeInfo::decode(&record.value)
             .map_err(|e| StoreError::corrupt("root tree record", 0, format!("tree {id}: {e}")))?;
         out.push((TreeId(id), info));

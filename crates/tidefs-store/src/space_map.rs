@@ -109,7 +109,10 @@ pub(crate) struct SpaceMap {
 
 fn virgin_counts(page: u64) -> Box<[u32]> {
     let mut counts = vec![RC_FREE; PAGE_BLOCKS as usize].into_boxed_slice();
-    for c in counts.iter_mut().take(reserved_blocks_in_page(page) as usize) {
+    for c in counts
+        .iter_mut()
+        .take(reserved_blocks_in_page(page) as usize)
+    {
         *c = RC_RESERVED;
     }
     counts
@@ -217,7 +220,11 @@ impl SpaceMap {
     /// Blocks kept back from data so metadata edits (including deletes) can still commit
     /// when the pool is full.
     pub fn data_reserve_blocks(&self) -> u64 {
-        let pages = if self.max_pages == 0 { self.total_pages } else { self.max_pages };
+        let pages = if self.max_pages == 0 {
+            self.total_pages
+        } else {
+            self.max_pages
+        };
         (pages * PAGE_BLOCKS / 50).max(256)
     }
 
@@ -272,7 +279,11 @@ impl SpaceMap {
             found = page_crc(&mut buf);
             if found == crc && le_u32(&buf[4..8]) == crc {
                 if le_u32(&buf[0..4]) != magic || u64::from(le_u32(&buf[16..20])) != index {
-                    return Err(StoreError::corrupt(what, *block, "wrong magic or page number"));
+                    return Err(StoreError::corrupt(
+                        what,
+                        *block,
+                        "wrong magic or page number",
+                    ));
                 }
                 return Ok((slot as u8, buf));
             }
@@ -332,7 +343,10 @@ impl SpaceMap {
             return Err(StoreError::corrupt(
                 "block reference",
                 block,
-                format!("block is past the end of the pool ({} blocks)", self.total_pages * PAGE_BLOCKS),
+                format!(
+                    "block is past the end of the pool ({} blocks)",
+                    self.total_pages * PAGE_BLOCKS
+                ),
             ));
         }
         Ok((p, (block % PAGE_BLOCKS) as usize))
@@ -362,8 +376,11 @@ impl SpaceMap {
         }
         let (was, is) = (Self::on_disk_used(old), Self::on_disk_used(new));
         if was != is {
-            let entry = &mut self.dirs.get_mut(&(p / DIR_PAGES)).expect("dir loaded").entries
-                [(p % DIR_PAGES) as usize];
+            let entry = &mut self
+                .dirs
+                .get_mut(&(p / DIR_PAGES))
+                .expect("dir loaded")
+                .entries[(p % DIR_PAGES) as usize];
             if is {
                 entry.1 -= 1;
                 self.used_blocks += 1;
@@ -393,7 +410,9 @@ impl SpaceMap {
             ));
         }
         if v == RC_MAX {
-            return Err(StoreError::Invalid(format!("block {block} has too many references")));
+            return Err(StoreError::Invalid(format!(
+                "block {block} has too many references"
+            )));
         }
         self.set(block, v + 1)
     }
@@ -441,7 +460,9 @@ impl SpaceMap {
     pub fn alloc(&mut self, blocks: u32) -> Result<u64> {
         let usable = PAGE_BLOCKS - reserved_blocks_in_page(DIR_PAGES);
         if blocks == 0 || u64::from(blocks) > usable {
-            return Err(StoreError::Invalid(format!("cannot allocate {blocks} contiguous blocks")));
+            return Err(StoreError::Invalid(format!(
+                "cannot allocate {blocks} contiguous blocks"
+            )));
         }
         loop {
             if let Some(block) = self.find_run(blocks)? {
@@ -667,7 +688,12 @@ mod tests {
         m.cursor = 0;
         let c = m.alloc(4).unwrap();
         assert_ne!(c, b, "a pending block was reused");
-        m.release(FreedRun { block: b, blocks: 4, freed_tid: Tid(1) }).unwrap();
+        m.release(FreedRun {
+            block: b,
+            blocks: 4,
+            freed_tid: Tid(1),
+        })
+        .unwrap();
         m.cursor = 0;
         assert_eq!(m.alloc(4).unwrap(), b);
     }

@@ -27,7 +27,9 @@ use crate::bref::{le_u32, le_u64, BlockRef};
 use crate::device::BlockDevice;
 use crate::error::{Result, StoreError};
 use crate::ids::Tid;
-use crate::layout::{block_offset, BLOCK_BYTES, DIR_PAGES_MAX, SUPERBLOCK_BLOCKS, SUPERBLOCK_HEADER_BYTES};
+use crate::layout::{
+    block_offset, BLOCK_BYTES, DIR_PAGES_MAX, SUPERBLOCK_BLOCKS, SUPERBLOCK_HEADER_BYTES,
+};
 
 pub(crate) const SUPERBLOCK_MAGIC: u64 = u64::from_le_bytes(*b"TIDEFS\0\x01");
 /// The on-disk format this build writes and reads.
@@ -195,7 +197,8 @@ mod tests {
         sb(3).write(&dev).unwrap();
         let block = SUPERBLOCK_BLOCKS[2];
         dev.write_at(block_offset(block) + 100, &[0xff; 8]).unwrap();
-        dev.write_at(block_offset(SUPERBLOCK_BLOCKS[3]) + 30, &[0x11; 3]).unwrap();
+        dev.write_at(block_offset(SUPERBLOCK_BLOCKS[3]) + 30, &[0x11; 3])
+            .unwrap();
         assert_eq!(Superblock::read_newest(&dev).unwrap().tid, Tid(2));
     }
 
@@ -215,8 +218,12 @@ mod tests {
         bytes[12..16].fill(0);
         let crc = crc32c::crc32c(&bytes);
         bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-        dev.write_at(block_offset(SUPERBLOCK_BLOCKS[0]), &bytes).unwrap();
+        dev.write_at(block_offset(SUPERBLOCK_BLOCKS[0]), &bytes)
+            .unwrap();
         let err = Superblock::read_newest(&dev).unwrap_err();
-        assert!(matches!(err, StoreError::UnsupportedVersion { found: 9, .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::UnsupportedVersion { found: 9, .. }),
+            "{err}"
+        );
     }
 }

@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::bref::{Extent, TreeInfo};
 use crate::btree::mutate::{lookup, Accounting, Mutator};
 use crate::btree::root::Root;
-use crate::bref::{Extent, TreeInfo};
 use crate::error::{Result, StoreError};
 use crate::ids::{Tid, TreeId};
 use crate::layout::{block_offset, KEY_BYTES_MAX, NODE_BLOCKS, VALUE_BYTES_MAX};
@@ -107,7 +107,9 @@ impl WriteTxn<'_> {
 
     fn load_tree(&mut self, id: TreeId) -> Result<()> {
         if id == TreeId::ROOT {
-            return Err(StoreError::Invalid("the root tree is managed by the store".into()));
+            return Err(StoreError::Invalid(
+                "the root tree is managed by the store".into(),
+            ));
         }
         if self.state.trees.contains_key(&id) {
             return Ok(());
@@ -154,7 +156,8 @@ impl WriteTxn<'_> {
     fn put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) -> Result<bool> {
         self.writable_tree(tree)?;
         let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        let result = mutator!(self, tree).insert(&mut ts.root, key, value, kind, Accounting::Managed);
+        let result =
+            mutator!(self, tree).insert(&mut ts.root, key, value, kind, Accounting::Managed);
         ts.entry_dirty = true;
         self.state.trees.insert(tree, ts);
         self.state.changed = true;
@@ -170,11 +173,20 @@ impl WriteTxn<'_> {
     /// Sets `key` to a record that references `extent` (and carries `payload`). The record
     /// holds its own reference: the first record made for a fresh extent takes over the
     /// allocation's reference, every further one (a reflink) adds one.
-    pub fn insert_with_extent(&mut self, tree: TreeId, key: &[u8], extent: Extent, payload: &[u8]) -> Result<bool> {
+    pub fn insert_with_extent(
+        &mut self,
+        tree: TreeId,
+        key: &[u8],
+        extent: Extent,
+        payload: &[u8],
+    ) -> Result<bool> {
         Self::check_sizes(key, payload.len() + Extent::ENCODED_BYTES)?;
         let head = self.space.get(extent.block)?;
         if head == 0 || head > RC_MAX {
-            return Err(StoreError::Invalid(format!("extent at block {} is not allocated", extent.block)));
+            return Err(StoreError::Invalid(format!(
+                "extent at block {} is not allocated",
+                extent.block
+            )));
         }
         let mut value = vec![0u8; Extent::ENCODED_BYTES + payload.len()];
         extent.encode(&mut value);
@@ -293,7 +305,11 @@ impl WriteTxn<'_> {
         self.load_tree(source)?;
         if matches!(self.state.trees[&source].root, Root::Dirty(_)) {
             self.write_out_tree(source)?;
-            self.state.trees.get_mut(&source).expect("loaded").entry_dirty = true;
+            self.state
+                .trees
+                .get_mut(&source)
+                .expect("loaded")
+                .entry_dirty = true;
         }
         let src = self.state.trees[&source].info;
         if let Some(root) = src.root {
@@ -319,7 +335,8 @@ impl WriteTxn<'_> {
         let ts = self.state.trees.remove(&tree).expect("loaded");
         mutator!(self, tree).release_root(ts.root)?;
         let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
-        let result = mutator!(self, TreeId::ROOT).remove(&mut root, &tree_key(tree), Accounting::Raw);
+        let result =
+            mutator!(self, TreeId::ROOT).remove(&mut root, &tree_key(tree), Accounting::Raw);
         self.state.root_tree = root;
         result?;
         self.state.changed = true;
@@ -339,7 +356,9 @@ impl WriteTxn<'_> {
     /// Allocates `blocks` contiguous data blocks, writable until commit. The extent is freed
     /// at commit unless a record references it by then.
     pub fn alloc_extent(&mut self, blocks: u32) -> Result<Extent> {
-        let needed = u64::from(blocks) + self.state.commit_blocks_estimate() + self.space.data_reserve_blocks();
+        let needed = u64::from(blocks)
+            + self.state.commit_blocks_estimate()
+            + self.space.data_reserve_blocks();
         let free = self.space.allocatable_blocks();
         if needed > free {
             return Err(StoreError::NoSpace {

@@ -27,10 +27,41 @@ pub fn run_seeded(name: &str, seed: u64, f: impl FnOnce(u64)) {
 
 pub type Model = BTreeMap<TreeId, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+/// Whether every tree of the committed state equals the model.
+pub fn committed_equals(pool: &Pool, model: &Model) -> bool {
+    let read = pool.read();
+    let trees: Vec<TreeId> = read
+        .list_trees()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    if !trees.iter().eq(model.keys()) {
+        return false;
+    }
+    model.iter().all(|(id, records)| {
+        let got = read
+            .tree(*id)
+            .unwrap()
+            .range::<std::ops::RangeFull>(..)
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                (r.key, r.value)
+            });
+        got.eq(records.iter().map(|(k, v)| (k.clone(), v.clone())))
+    })
+}
+
 /// Asserts that every tree of the committed state equals the model.
 pub fn assert_committed_equals(pool: &Pool, model: &Model) {
     let read = pool.read();
-    let trees: Vec<TreeId> = read.list_trees().unwrap().into_iter().map(|(id, _)| id).collect();
+    let trees: Vec<TreeId> = read
+        .list_trees()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     let expected: Vec<TreeId> = model.keys().copied().collect();
     assert_eq!(trees, expected, "set of trees differs");
     for (id, records) in model {
@@ -44,7 +75,10 @@ pub fn assert_committed_equals(pool: &Pool, model: &Model) {
                 (r.key, r.value)
             })
             .collect();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = records.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         assert_eq!(got.len(), want.len(), "tree {id}: record count differs");
         assert!(got == want, "tree {id}: records differ");
     }
@@ -56,6 +90,11 @@ pub fn assert_fsck_clean(pool: &Pool) {
     assert!(
         report.is_clean(),
         "fsck found problems:\n{}",
-        report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        report
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -16,14 +16,18 @@ fn key(rng: &mut ChaCha8Rng, space: u64) -> Vec<u8> {
     let k: u64 = rng.gen_range(0..space);
     let mut v = k.to_be_bytes().to_vec();
     // Some keys are long, so nodes hold few of them and trees grow tall.
-    if k % 7 == 0 {
+    if k.is_multiple_of(7) {
         v.extend(std::iter::repeat_n(b'k', (k % 300) as usize));
     }
     v
 }
 
 fn value(rng: &mut ChaCha8Rng) -> Vec<u8> {
-    let len = if rng.gen_bool(0.02) { rng.gen_range(1000..3000) } else { rng.gen_range(0..200) };
+    let len = if rng.gen_bool(0.02) {
+        rng.gen_range(1000..3000)
+    } else {
+        rng.gen_range(0..200)
+    };
     (0..len).map(|_| rng.gen()).collect()
 }
 
@@ -71,18 +75,29 @@ impl Harness {
         let got: Vec<(Vec<u8>, Vec<u8>)> = self
             .pool()
             .write(|t| -> Result<_, StoreError> {
-                t.tree(id)?.range::<std::ops::RangeFull>(..)?.map(|r| r.map(|r| (r.key, r.value))).collect()
+                t.tree(id)?
+                    .range::<std::ops::RangeFull>(..)?
+                    .map(|r| r.map(|r| (r.key, r.value)))
+                    .collect()
             })
             .unwrap();
         assert_eq!(got.len(), want.len(), "tree {id} size");
-        assert!(got.iter().map(|(k, v)| (k, v)).eq(want.iter()), "tree {id} contents");
+        assert!(
+            got.iter().map(|(k, v)| (k, v)).eq(want.iter()),
+            "tree {id} contents"
+        );
     }
 }
 
 fn run(seed: u64, steps: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let device = Arc::new(MemDevice::new());
-    let pool = Pool::create(device.clone(), &CreateOptions::default(), &OpenOptions::default()).unwrap();
+    let pool = Pool::create(
+        device.clone(),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     let mut h = Harness {
         device,
         pool: Some(pool),
@@ -107,20 +122,35 @@ fn run(seed: u64, steps: usize) {
             0..=449 if !writable.is_empty() => {
                 // A batch of inserts and deletes in one write call.
                 let tree = writable[rng.gen_range(0..writable.len())];
-                let n = if rng.gen_bool(0.05) { rng.gen_range(100..1500) } else { rng.gen_range(1..20) };
-                let ops: Vec<(bool, Vec<u8>, Vec<u8>)> =
-                    (0..n).map(|_| (rng.gen_bool(0.7), key(&mut rng, space), value(&mut rng))).collect();
+                let n = if rng.gen_bool(0.05) {
+                    rng.gen_range(100..1500)
+                } else {
+                    rng.gen_range(1..20)
+                };
+                let ops: Vec<(bool, Vec<u8>, Vec<u8>)> = (0..n)
+                    .map(|_| (rng.gen_bool(0.7), key(&mut rng, space), value(&mut rng)))
+                    .collect();
                 let results = h
                     .pool()
                     .write(|t| -> Result<Vec<bool>, StoreError> {
                         ops.iter()
-                            .map(|(ins, k, v)| if *ins { t.insert(tree, k, v) } else { t.remove(tree, k) })
+                            .map(|(ins, k, v)| {
+                                if *ins {
+                                    t.insert(tree, k, v)
+                                } else {
+                                    t.remove(tree, k)
+                                }
+                            })
                             .collect()
                     })
                     .unwrap();
                 let model = h.live.get_mut(&tree).unwrap();
                 for ((ins, k, v), got) in ops.into_iter().zip(results) {
-                    let expected = if ins { model.insert(k, v).is_none() } else { model.remove(&k).is_some() };
+                    let expected = if ins {
+                        model.insert(k, v).is_none()
+                    } else {
+                        model.remove(&k).is_some()
+                    };
                     assert_eq!(got, expected, "step {step}: insert/remove result");
                 }
                 h.check_tree(tree);
@@ -144,13 +174,23 @@ fn run(seed: u64, steps: usize) {
                         it.map(|r| r.map(|r| r.key)).collect()
                     })
                     .unwrap();
-                let mut want: Vec<Vec<u8>> = h.live[&tree].range((lo.clone(), hi.clone())).map(|(k, _)| k.clone()).collect();
+                let mut want: Vec<Vec<u8>> = h.live[&tree]
+                    .range((lo.clone(), hi.clone()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 if reverse {
                     want.reverse();
                 }
-                assert_eq!(got, want, "step {step}: range {lo:?}..{hi:?} reverse={reverse}");
+                assert_eq!(
+                    got, want,
+                    "step {step}: range {lo:?}..{hi:?} reverse={reverse}"
+                );
                 let k = key(&mut rng, space);
-                let got = h.pool().write(|t| t.get(tree, &k)).unwrap().map(|r| r.value);
+                let got = h
+                    .pool()
+                    .write(|t| t.get(tree, &k))
+                    .unwrap()
+                    .map(|r| r.value);
                 assert_eq!(got.as_ref(), h.live[&tree].get(&k), "step {step}: get");
             }
             550..=619 => {
@@ -178,7 +218,15 @@ fn run(seed: u64, steps: usize) {
             720..=739 => {
                 // Reopen without committing: the open transaction is lost.
                 h.pool = None;
-                h.pool = Some(Pool::open(h.device.clone(), &OpenOptions { cache_bytes: 1 << 20 }).unwrap());
+                h.pool = Some(
+                    Pool::open(
+                        h.device.clone(),
+                        &OpenOptions {
+                            cache_bytes: 1 << 20,
+                        },
+                    )
+                    .unwrap(),
+                );
                 h.live = h.committed.clone();
                 h.read_only = h.committed_ro.clone();
                 assert_committed_equals(h.pool(), &h.live);
@@ -186,7 +234,9 @@ fn run(seed: u64, steps: usize) {
             740..=769 if !writable.is_empty() => {
                 // A write call that fails half-way leaves no trace.
                 let tree = writable[rng.gen_range(0..writable.len())];
-                let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.gen_range(1..300)).map(|_| (key(&mut rng, space), value(&mut rng))).collect();
+                let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.gen_range(1..300))
+                    .map(|_| (key(&mut rng, space), value(&mut rng)))
+                    .collect();
                 let err = h
                     .pool()
                     .write(|t| -> Result<(), StoreError> {
@@ -222,7 +272,9 @@ fn run(seed: u64, steps: usize) {
     assert_fsck_clean(h.pool());
     // Deleting every tree gives every block back.
     let trees: Vec<TreeId> = h.live.keys().copied().collect();
-    h.pool().write(|t| -> Result<(), StoreError> { trees.iter().try_for_each(|id| t.delete_tree(*id)) }).unwrap();
+    h.pool()
+        .write(|t| -> Result<(), StoreError> { trees.iter().try_for_each(|id| t.delete_tree(*id)) })
+        .unwrap();
     h.pool().commit().unwrap();
     assert_fsck_clean(h.pool());
     let used = h.pool().usage().used_blocks;

@@ -50,7 +50,11 @@ impl RangeIter {
     }
 
     fn seek(&mut self, mut node: Arc<Node>) -> Result<()> {
-        let target = if self.reverse { &self.upper } else { &self.lower };
+        let target = if self.reverse {
+            &self.upper
+        } else {
+            &self.lower
+        };
         let key: Option<Vec<u8>> = match target {
             Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
             Bound::Unbounded => None,

@@ -54,6 +54,7 @@ pub struct TreeDiff {
     io: Arc<NodeIo>,
     a: Vec<Item>,
     b: Vec<Item>,
+    nodes_read: u64,
 }
 
 impl TreeDiff {
@@ -62,6 +63,7 @@ impl TreeDiff {
             io,
             a: Vec::new(),
             b: Vec::new(),
+            nodes_read: 0,
         };
         let identical = match (a, b) {
             (Root::Clean { bref: x, .. }, Root::Clean { bref: y, .. }) => x == y,
@@ -80,7 +82,13 @@ impl TreeDiff {
         Ok(diff)
     }
 
-    fn expand(io: &NodeIo, side: &mut Vec<Item>) -> Result<()> {
+    /// Nodes the walk has opened so far (lets tests check the cost follows the changes).
+    pub fn nodes_read(&self) -> u64 {
+        self.nodes_read
+    }
+
+    fn expand(io: &NodeIo, side: &mut Vec<Item>, nodes_read: &mut u64) -> Result<()> {
+        *nodes_read += 1;
         let node = match side.pop().expect("expanding an item") {
             Item::Tree(n) => n,
             Item::Child(p, i) => child(io, &p, i)?,
@@ -108,8 +116,8 @@ impl TreeDiff {
                     self.b.pop();
                     return Ok(Some(added(new)));
                 }
-                (Some(_), None) => Self::expand(&self.io, &mut self.a)?,
-                (None, Some(_)) => Self::expand(&self.io, &mut self.b)?,
+                (Some(_), None) => Self::expand(&self.io, &mut self.a, &mut self.nodes_read)?,
+                (None, Some(_)) => Self::expand(&self.io, &mut self.b, &mut self.nodes_read)?,
                 (Some(Item::Entry(x, i)), Some(Item::Entry(y, j))) => {
                     let (kx, ky) = (x.key(*i), y.key(*j));
                     match kx.cmp(ky) {
@@ -145,7 +153,7 @@ impl TreeDiff {
                         self.a.pop();
                         return Ok(Some(removed(old)));
                     }
-                    Self::expand(&self.io, &mut self.b)?;
+                    Self::expand(&self.io, &mut self.b, &mut self.nodes_read)?;
                 }
                 (Some(sub), Some(Item::Entry(y, j))) => {
                     if sub.lower_bound().is_some_and(|lo| y.key(*j) < lo) {
@@ -153,7 +161,7 @@ impl TreeDiff {
                         self.b.pop();
                         return Ok(Some(added(new)));
                     }
-                    Self::expand(&self.io, &mut self.a)?;
+                    Self::expand(&self.io, &mut self.a, &mut self.nodes_read)?;
                 }
                 (Some(x), Some(y)) => {
                     if let (Item::Child(p, i), Item::Child(q, j)) = (x, y) {
@@ -165,10 +173,10 @@ impl TreeDiff {
                     }
                     let (lx, ly) = (x.level(), y.level());
                     if lx >= ly {
-                        Self::expand(&self.io, &mut self.a)?;
+                        Self::expand(&self.io, &mut self.a, &mut self.nodes_read)?;
                     }
                     if ly >= lx {
-                        Self::expand(&self.io, &mut self.b)?;
+                        Self::expand(&self.io, &mut self.b, &mut self.nodes_read)?;
                     }
                 }
             }

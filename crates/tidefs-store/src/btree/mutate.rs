@@ -177,8 +177,22 @@ impl Mutator<'_> {
             let left_key = left.key(0).to_vec();
             let right_key = right.key(0).to_vec();
             let placeholder = [0u8; BlockRef::ENCODED_BYTES];
-            top.insert_at(0, &left_key, &placeholder, EntryKind::Child, self.tid, Some(left));
-            top.insert_at(1, &right_key, &placeholder, EntryKind::Child, self.tid, Some(Arc::new(right)));
+            top.insert_at(
+                0,
+                &left_key,
+                &placeholder,
+                EntryKind::Child,
+                self.tid,
+                Some(left),
+            );
+            top.insert_at(
+                1,
+                &right_key,
+                &placeholder,
+                EntryKind::Child,
+                self.tid,
+                Some(Arc::new(right)),
+            );
             *root = Root::Dirty(Arc::new(top));
         }
         Ok(new)
@@ -228,7 +242,14 @@ impl Mutator<'_> {
             if let Some(right) = split {
                 let sep = right.key(0).to_vec();
                 let placeholder = [0u8; BlockRef::ENCODED_BYTES];
-                node.insert_at(i + 1, &sep, &placeholder, EntryKind::Child, self.tid, Some(Arc::new(right)));
+                node.insert_at(
+                    i + 1,
+                    &sep,
+                    &placeholder,
+                    EntryKind::Child,
+                    self.tid,
+                    Some(Arc::new(right)),
+                );
             }
             new
         };
@@ -247,8 +268,7 @@ impl Mutator<'_> {
         let node = self.root_mut(root)?;
         self.remove_rec(node, key, accounting)?;
         // Shrink the tree while the root is empty or has a single child.
-        loop {
-            let Root::Dirty(node) = &*root else { break };
+        while let Root::Dirty(node) = &*root {
             if node.len() == 0 {
                 *root = Root::Empty;
             } else if !node.is_leaf() && node.len() == 1 {
@@ -294,7 +314,11 @@ impl Mutator<'_> {
         if parent.len() < 2 {
             return Ok(());
         }
-        let (l, r) = if i + 1 < parent.len() { (i, i + 1) } else { (i - 1, i) };
+        let (l, r) = if i + 1 < parent.len() {
+            (i, i + 1)
+        } else {
+            (i - 1, i)
+        };
         self.child_mut(parent, l)?;
         self.child_mut(parent, r)?;
         let mut right_arc = parent.take_dirty_child(r).expect("dirty");
@@ -311,7 +335,8 @@ impl Mutator<'_> {
         if left.used_bytes() < right.used_bytes() {
             let mut moved = 0;
             let mut k = 0;
-            while k + 1 < right.len() && left.used_bytes() + moved + right.entry_bytes(k) <= target {
+            while k + 1 < right.len() && left.used_bytes() + moved + right.entry_bytes(k) <= target
+            {
                 moved += right.entry_bytes(k);
                 k += 1;
             }
