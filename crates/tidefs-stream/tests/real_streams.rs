@@ -1,7 +1,8 @@
 //! Proves that streams made by the kernel's `btrfs send` (fixtures from
 //! tests/fixtures/make-fixtures.sh: a full and an incremental send with renames, hard links,
-//! xattrs, a sparse file, clones, symlinks, a fifo, a device) parse, dump exactly as
-//! `btrfs receive --dump` printed them (TZ=UTC), and re-encode to the very same bytes.
+//! xattrs, a sparse file, clones, symlinks, a fifo, a device; a compressed send with
+//! ENCODED_WRITE) parse, dump exactly as `btrfs receive --dump` printed them (TZ=UTC), and
+//! re-encode to the very same bytes.
 
 mod support;
 
@@ -94,4 +95,14 @@ fn incremental_v1_send_matches_btrfs() {
 #[test]
 fn incremental_v2_send_matches_btrfs() {
     check("incremental-v2", StreamVersion::V2, CommandType::Snapshot);
+}
+
+#[test]
+fn compressed_v2_send_with_encoded_writes_matches_btrfs() {
+    check("compressed-v2", StreamVersion::V2, CommandType::Subvol);
+    let kinds = kinds("compressed-v2");
+    assert!(
+        kinds.contains(&CommandType::EncodedWrite),
+        "no ENCODED_WRITE in {kinds:?}"
+    );
 }
