@@ -26,7 +26,10 @@ fn repair_crcs(bytes: &mut [u8]) {
             return;
         }
         let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
-        let Some(end) = pos.checked_add(10 + len as usize).filter(|end| *end <= bytes.len()) else {
+        let Some(end) = pos
+            .checked_add(10 + len as usize)
+            .filter(|end| *end <= bytes.len())
+        else {
             return;
         };
         bytes[pos + 6..pos + 10].copy_from_slice(&[0; 4]);
@@ -51,7 +54,10 @@ fn parse(bytes: &[u8]) -> Option<Vec<(StreamVersion, Vec<Command>)>> {
             }
             Ok(None) => return Some(streams),
             Err(error) => {
-                assert!(error.offset <= bytes.len() as u64, "offset past the input: {error}");
+                assert!(
+                    error.offset <= bytes.len() as u64,
+                    "offset past the input: {error}"
+                );
                 return None;
             }
         }
@@ -75,9 +81,9 @@ fuzz_target!(|data: &[u8]| {
     for (version, commands) in &streams {
         let mut writer = SendStreamWriter::new(&mut encoded, *version).expect("header");
         for command in commands {
-            writer
-                .write_command(command)
-                .unwrap_or_else(|e| panic!("accepted command does not re-encode: {e}: {command:?}"));
+            writer.write_command(command).unwrap_or_else(|e| {
+                panic!("accepted command does not re-encode: {e}: {command:?}")
+            });
         }
     }
     let again = parse(&encoded).expect("re-encoded stream must parse");
