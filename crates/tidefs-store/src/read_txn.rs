@@ -69,6 +69,15 @@ impl ReadTxn {
         decode_tree_list(self.root_view())
     }
 
+    /// The tree registered under `name`.
+    pub fn named_tree(&self, name: &str) -> Result<Option<TreeId>> {
+        let key = crate::txn::name_key(name)?;
+        Ok(self
+            .root_view()
+            .get(&key)?
+            .map(|r| crate::txn::decode_name_value(&r.value)))
+    }
+
     /// Reads data of an extent.
     pub fn read_extent(&self, extent: Extent, offset: u64, buf: &mut [u8]) -> Result<()> {
         read_extent(&self.shared.io, extent, offset, buf)
@@ -85,6 +94,9 @@ pub(crate) fn decode_tree_list(root: TreeView) -> Result<Vec<(TreeId, TreeInfo)>
     let mut out = Vec::new();
     for record in root.range::<std::ops::RangeFull>(..)? {
         let record = record?;
+        if record.key.len() != 8 {
+            continue; // a tree name, not a tree
+        }
         let id =
             u64::from_be_bytes(
                 record.key.as_slice().try_into().map_err(|_| {

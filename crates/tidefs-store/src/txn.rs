@@ -70,12 +70,29 @@ pub(crate) fn tree_key(id: TreeId) -> [u8; 8] {
     id.0.to_be_bytes()
 }
 
+/// Root-tree key of a tree name. Tree records have 8-byte keys; names are longer, so the
+/// two never collide.
+pub(crate) fn name_key(name: &str) -> Result<Vec<u8>> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(StoreError::Invalid(format!(
+            "tree name {name:?} must be 1 to 255 bytes"
+        )));
+    }
+    let mut k = vec![0xff; 8];
+    k.extend_from_slice(name.as_bytes());
+    Ok(k)
+}
+
 /// The writer's handle inside [`crate::Pool::write`]: every change made through it commits
 /// together, or (if the closure fails) none of them happens.
 pub struct WriteTxn<'a> {
     pub(crate) state: &'a mut TxnState,
     pub(crate) space: &'a mut SpaceMap,
     pub(crate) io: &'a Arc<NodeIo>,
+}
+
+pub(crate) fn decode_name_value(v: &[u8]) -> TreeId {
+    TreeId(u64::from_le_bytes(v.try_into().unwrap_or([0xff; 8])))
 }
 
 macro_rules! mutator {
@@ -255,6 +272,36 @@ impl WriteTxn<'_> {
         );
         self.state.root_tree = root;
         result.map(|_| ())
+    }
+
+    /// The tree registered under `name` (layers above find their own trees this way).
+    pub fn named_tree(&mut self, name: &str) -> Result<Option<TreeId>> {
+        let key = name_key(name)?;
+        Ok(lookup(self.io, &self.state.root_tree, &key)?
+            .map(|(node, i)| decode_name_value(node.value(i))))
+    }
+
+    /// Registers `tree` under `name` (or removes the name with `None`).
+    pub fn set_named_tree(&mut self, name: &str, tree: Option<TreeId>) -> Result<()> {
+        let key = name_key(name)?;
+        let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
+        let result = match tree {
+            Some(id) => mutator!(self, TreeId::ROOT)
+                .insert(
+                    &mut root,
+                    &key,
+                    &id.0.to_le_bytes(),
+                    EntryKind::Plain,
+                    Accounting::Raw,
+                )
+                .map(|_| ()),
+            None => mutator!(self, TreeId::ROOT)
+                .remove(&mut root, &key, Accounting::Raw)
+                .map(|_| ()),
+        };
+        self.state.root_tree = root;
+        self.state.changed = true;
+        result
     }
 
     /// Creates an empty tree.

@@ -191,3 +191,31 @@ fn a_full_pool_refuses_new_data_but_still_deletes_and_commits() {
     assert_fsck_clean(&pool);
     pool.write(|t| t.alloc_extent(16).map(|_| ())).unwrap();
 }
+
+#[test]
+fn named_trees_are_found_again_after_reopening_and_do_not_show_as_trees() {
+    let device = Arc::new(MemDevice::new());
+    let pool = Pool::create(
+        device.clone(),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let id = pool
+        .write(|t| -> Result<_, StoreError> {
+            let id = t.create_tree()?;
+            t.set_named_tree("volumes", Some(id))?;
+            assert_eq!(t.named_tree("volumes")?, Some(id));
+            assert_eq!(t.named_tree("other")?, None);
+            Ok(id)
+        })
+        .unwrap();
+    pool.commit().unwrap();
+    drop(pool);
+    let pool = Pool::open(device, &OpenOptions::default()).unwrap();
+    assert_eq!(pool.read().named_tree("volumes").unwrap(), Some(id));
+    assert_eq!(pool.read().list_trees().unwrap().len(), 1);
+    assert_fsck_clean(&pool);
+    pool.write(|t| t.set_named_tree("volumes", None)).unwrap();
+    assert_eq!(pool.write(|t| t.named_tree("volumes")).unwrap(), None);
+}
