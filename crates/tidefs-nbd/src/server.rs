@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +77,10 @@ pub fn serve(
     options: ServeOptions,
 ) -> Result<Server, NbdError> {
     let listener = listener.into();
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true)?,
+        Listener::Unix(l) => l.set_nonblocking(true)?,
+    }
     let address = match &listener {
         Listener::Tcp(l) => ListenAddress::Tcp(l.local_addr()?),
         Listener::Unix(l) => {
@@ -186,31 +190,13 @@ impl Shared {
         for stream in self.registry.lock().open.values() {
             let _ = stream.shutdown(Shutdown::Read);
         }
-        // accept() has no timeout; a throwaway connection wakes it up.
-        let _ = match &self.address {
-            ListenAddress::Tcp(address) => {
-                TcpStream::connect_timeout(&wake_address(*address), Duration::from_secs(1))
-                    .map(drop)
-            }
-            ListenAddress::Unix(path) => UnixStream::connect(path).map(drop),
-        };
     }
 }
 
-/// A listener bound to 0.0.0.0 or [::] is reachable on loopback.
-fn wake_address(mut address: SocketAddr) -> SocketAddr {
-    if address.ip().is_unspecified() {
-        let loopback = match address {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        };
-        address.set_ip(loopback);
-    }
-    address
-}
-
-/// Pause after a failed accept (out of file descriptors, say) so the loop does not spin.
-const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// How often the accept loop looks for new connections and for a stop request. std
+/// offers no way to interrupt a blocking accept(), and waking it with a connection of
+/// our own fails once a Unix socket's file is gone, so the listener is polled.
+const ACCEPT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 fn accept_loop(
     listener: Listener,
@@ -219,18 +205,20 @@ fn accept_loop(
     options: ServeOptions,
 ) {
     loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
         let accepted = match &listener {
             Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
             Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
         };
-        let stream = match accepted {
+        let stream = match accepted.and_then(|s| s.set_nonblocking(false).map(|()| s)) {
             Ok(stream) => stream,
             Err(error) => {
-                if shared.stopping.load(Ordering::SeqCst) {
-                    break;
+                if error.kind() != ErrorKind::WouldBlock {
+                    warn!(%error, "accept failed");
                 }
-                warn!(%error, "accept failed");
-                thread::sleep(ACCEPT_RETRY_DELAY);
+                thread::sleep(ACCEPT_POLL_INTERVAL);
                 continue;
             }
         };
