@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::process::exit;
 use std::sync::Arc;
 
-use tidefs_nbd::{
-    serve, BlockExport, ExportMap, FileExport, Listener, MemoryExport, ServeOptions,
-};
+use tidefs_nbd::{serve, BlockExport, ExportMap, FileExport, Listener, MemoryExport, ServeOptions};
 
 fn usage(problem: &str) -> ! {
     eprintln!("nbd_serve: {problem}");
@@ -40,14 +38,16 @@ fn parse_size(text: &str) -> u64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut listener, mut export): (Option<Listener>, Option<Arc<dyn BlockExport>>) =
-        (None, None);
+    let (mut listener, mut export): (Option<Listener>, Option<Arc<dyn BlockExport>>) = (None, None);
     let mut name = String::from("disk");
     let mut read_only = false;
     let mut memory_size = None;
     let mut file = None;
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--tcp" => {
                 let address = value();

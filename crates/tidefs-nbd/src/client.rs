@@ -145,7 +145,8 @@ impl NbdClient {
     fn send_option(&mut self, option: u32, payload: &[u8]) -> io::Result<()> {
         self.writer.write_all(&wire::IHAVEOPT.to_be_bytes())?;
         self.writer.write_all(&option.to_be_bytes())?;
-        self.writer.write_all(&(payload.len() as u32).to_be_bytes())?;
+        self.writer
+            .write_all(&(payload.len() as u32).to_be_bytes())?;
         self.writer.write_all(payload)?;
         self.writer.flush()
     }
@@ -154,8 +155,7 @@ impl NbdClient {
     fn read_option_reply(&mut self, option: u32) -> Result<(u32, Vec<u8>), ClientError> {
         let mut header = [0u8; 20];
         self.reader.read_exact(&mut header)?;
-        if be_u64(&header[0..8]) != wire::OPTION_REPLY_MAGIC || be_u32(&header[8..12]) != option
-        {
+        if be_u64(&header[0..8]) != wire::OPTION_REPLY_MAGIC || be_u32(&header[8..12]) != option {
             return Err(protocol("bad option reply header"));
         }
         let len = be_u32(&header[16..20]) as usize;
@@ -338,8 +338,15 @@ impl NbdClient {
 
     pub fn write(&mut self, offset: u64, data: &[u8], fua: bool) -> Result<(), ClientError> {
         let flags = if fua { wire::CMD_FLAG_FUA } else { 0 };
-        self.round_trip(wire::CMD_WRITE, flags, offset, data.len() as u32, data, None)
-            .map(drop)
+        self.round_trip(
+            wire::CMD_WRITE,
+            flags,
+            offset,
+            data.len() as u32,
+            data,
+            None,
+        )
+        .map(drop)
     }
 
     pub fn flush(&mut self) -> Result<(), ClientError> {
@@ -352,7 +359,12 @@ impl NbdClient {
             .map(drop)
     }
 
-    pub fn write_zeroes(&mut self, offset: u64, len: u32, no_hole: bool) -> Result<(), ClientError> {
+    pub fn write_zeroes(
+        &mut self,
+        offset: u64,
+        len: u32,
+        no_hole: bool,
+    ) -> Result<(), ClientError> {
         let flags = if no_hole { wire::CMD_FLAG_NO_HOLE } else { 0 };
         self.round_trip(wire::CMD_WRITE_ZEROES, flags, offset, len, &[], None)
             .map(drop)

@@ -52,7 +52,9 @@ impl From<&RequestRejection> for NbdErrno {
             | RequestRejection::ReservedFieldsSet { .. }
             | RequestRejection::TooLong { .. }
             | RequestRejection::Misaligned { .. }
-            | RequestRejection::OutOfRange { is_write: false, .. }
+            | RequestRejection::OutOfRange {
+                is_write: false, ..
+            }
             | RequestRejection::EmptyBlockStatus => NbdErrno::Inval,
         }
     }
@@ -125,7 +127,10 @@ mod tests {
     #[test]
     fn open_errors_map_to_option_replies() {
         let not_found = ExportError::NotFound { name: "x".into() };
-        assert_eq!(option_reply_for_open_error(&not_found), wire::REP_ERR_UNKNOWN);
+        assert_eq!(
+            option_reply_for_open_error(&not_found),
+            wire::REP_ERR_UNKNOWN
+        );
         assert_eq!(
             option_reply_for_open_error(&ExportError::ShuttingDown),
             wire::REP_ERR_SHUTDOWN

@@ -42,8 +42,14 @@ pub enum RequestRejection {
     ReservedFieldsSet { command: u16 },
     #[error("length {len} exceeds the maximum block size {max_bytes}")]
     TooLong { len: u32, max_bytes: u32 },
-    #[error("offset {offset} or length {len} is not a multiple of the minimum block size {min_bytes}")]
-    Misaligned { offset: u64, len: u32, min_bytes: u32 },
+    #[error(
+        "offset {offset} or length {len} is not a multiple of the minimum block size {min_bytes}"
+    )]
+    Misaligned {
+        offset: u64,
+        len: u32,
+        min_bytes: u32,
+    },
     #[error("range {offset}+{len} lies outside the export of {size} bytes")]
     OutOfRange {
         offset: u64,
@@ -84,7 +90,11 @@ pub enum ProtocolError {
     #[error("option magic {magic:#x} is not IHAVEOPT")]
     BadOptionMagic { magic: u64 },
     #[error("option {option} declares a {len}-byte payload, over the {max_bytes}-byte limit")]
-    OptionTooLarge { option: u32, len: u32, max_bytes: u32 },
+    OptionTooLarge {
+        option: u32,
+        len: u32,
+        max_bytes: u32,
+    },
     #[error("more than {max} options during the handshake")]
     TooManyOptions { max: u32 },
     #[error("NBD_OPT_EXPORT_NAME for {name:?} cannot be served: {reason}")]

@@ -111,7 +111,7 @@ impl BlockSizeConstraints {
         assert!(preferred_bytes.is_power_of_two());
         assert!(preferred_bytes >= minimum_bytes && preferred_bytes >= 512);
         assert!(maximum_bytes >= preferred_bytes);
-        assert!(maximum_bytes == u32::MAX || maximum_bytes % minimum_bytes == 0);
+        assert!(maximum_bytes == u32::MAX || maximum_bytes.is_multiple_of(minimum_bytes));
         Self {
             minimum_bytes,
             preferred_bytes,

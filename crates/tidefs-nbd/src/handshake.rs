@@ -389,7 +389,11 @@ impl Handshake {
         }
         if selects_allocation {
             // Context ids in LIST replies are reserved and must be zero.
-            let id = if is_set { BASE_ALLOCATION_CONTEXT_ID } else { 0 };
+            let id = if is_set {
+                BASE_ALLOCATION_CONTEXT_ID
+            } else {
+                0
+            };
             let mut data = id.to_be_bytes().to_vec();
             data.extend_from_slice(wire::CONTEXT_BASE_ALLOCATION.as_bytes());
             put_option_reply(out, option, wire::REP_META_CONTEXT, &data);
@@ -458,7 +462,10 @@ fn put_option_reply(out: &mut Vec<u8>, option: u32, reply_type: u32, data: &[u8]
 
 /// An error reply carries a message for the user.
 fn put_option_error(out: &mut Vec<u8>, option: u32, reply_type: u32, message: &str) {
-    debug_assert!(reply_type & 0x8000_0000 != 0, "error replies have bit 31 set");
+    debug_assert!(
+        reply_type & 0x8000_0000 != 0,
+        "error replies have bit 31 set"
+    );
     let message = truncate_on_char_boundary(message, STRING_BYTES_MAX);
     put_option_reply(out, option, reply_type, message.as_bytes());
 }

@@ -19,8 +19,11 @@ fn provider() -> Arc<dyn ExportProvider> {
                 "aligned",
                 "needs 512",
                 Arc::new(
-                    MemoryExport::new(8192)
-                        .with_block_size(BlockSizeConstraints::new(512, 4096, 1 << 20)),
+                    MemoryExport::new(8192).with_block_size(BlockSizeConstraints::new(
+                        512,
+                        4096,
+                        1 << 20,
+                    )),
                 ),
             )
             .with_default("disk"),
@@ -289,7 +292,11 @@ fn info_describes_the_export_and_stays_in_the_handshake() {
     let mut handshake = started(FIXED);
     let payload = info_payload(
         "disk",
-        &[wire::INFO_NAME, wire::INFO_DESCRIPTION, wire::INFO_BLOCK_SIZE],
+        &[
+            wire::INFO_NAME,
+            wire::INFO_DESCRIPTION,
+            wire::INFO_BLOCK_SIZE,
+        ],
     );
     let (step, replies) = send(&mut handshake, wire::OPT_INFO, &payload);
     assert!(matches!(step, HandshakeStep::Continue));
@@ -336,7 +343,11 @@ fn truncated_info_payload_is_invalid() {
     for cut in [1, 4, 8, payload.len() - 1] {
         let (step, replies) = send(&mut handshake, wire::OPT_GO, &payload[..cut]);
         assert!(matches!(step, HandshakeStep::Continue), "cut at {cut}");
-        assert_eq!(reply_types(&replies), [wire::REP_ERR_INVALID], "cut at {cut}");
+        assert_eq!(
+            reply_types(&replies),
+            [wire::REP_ERR_INVALID],
+            "cut at {cut}"
+        );
     }
 }
 
@@ -345,7 +356,10 @@ fn go_enters_transmission() {
     let mut handshake = started(FIXED);
     let (step, replies) = send(&mut handshake, wire::OPT_GO, &info_payload("disk", &[]));
     assert_eq!(replies.last().unwrap().reply_type, wire::REP_ACK);
-    assert!(info_of(&replies, wire::INFO_NAME).is_none(), "not requested");
+    assert!(
+        info_of(&replies, wire::INFO_NAME).is_none(),
+        "not requested"
+    );
     let negotiated = ready(step);
     assert_eq!(negotiated.export_name, "disk");
     assert!(!negotiated.structured_replies);
@@ -378,7 +392,11 @@ fn go_without_block_size_request_on_aligned_export_is_refused() {
     assert_eq!(be_u32(&block_size[0..4]), 512);
 
     // INFO commits to nothing, so it is not refused.
-    let (_, replies) = send(&mut handshake, wire::OPT_INFO, &info_payload("aligned", &[]));
+    let (_, replies) = send(
+        &mut handshake,
+        wire::OPT_INFO,
+        &info_payload("aligned", &[]),
+    );
     assert_eq!(replies.last().unwrap().reply_type, wire::REP_ACK);
 
     let payload = info_payload("aligned", &[wire::INFO_BLOCK_SIZE]);
@@ -500,7 +518,11 @@ fn set_meta_context_with_no_match_clears_the_selection() {
     let mut handshake = started(FIXED);
     send(&mut handshake, wire::OPT_STRUCTURED_REPLY, &[]);
     let option = wire::OPT_SET_META_CONTEXT;
-    send(&mut handshake, option, &meta_payload("disk", &["base:allocation"]));
+    send(
+        &mut handshake,
+        option,
+        &meta_payload("disk", &["base:allocation"]),
+    );
     let (_, replies) = send(&mut handshake, option, &meta_payload("disk", &["base:"]));
     assert!(context_names(&replies).is_empty(), "base: never selects");
     let (step, _) = send(&mut handshake, wire::OPT_GO, &info_payload("disk", &[]));
@@ -514,9 +536,14 @@ fn info_then_go_report_the_same_flags() {
     let payload = info_payload("disk", &[wire::INFO_BLOCK_SIZE]);
     let (_, info) = send(&mut handshake, wire::OPT_INFO, &payload);
     let (_, go) = send(&mut handshake, wire::OPT_GO, &payload);
-    assert_eq!(info, go.iter().map(|r| OptionReply {
-        option: wire::OPT_INFO,
-        reply_type: r.reply_type,
-        data: r.data.clone()
-    }).collect::<Vec<_>>());
+    assert_eq!(
+        info,
+        go.iter()
+            .map(|r| OptionReply {
+                option: wire::OPT_INFO,
+                reply_type: r.reply_type,
+                data: r.data.clone()
+            })
+            .collect::<Vec<_>>()
+    );
 }

@@ -38,7 +38,9 @@ pub use client::{ClientOptions, NbdClient};
 pub use error::{
     ClientError, ExportError, NbdError, OptionPayloadError, ProtocolError, RequestRejection,
 };
-pub use export::{BlockExport, BlockSizeConstraints, BlockStatusExtent, ExportInfo, ExportProvider};
+pub use export::{
+    BlockExport, BlockSizeConstraints, BlockStatusExtent, ExportInfo, ExportProvider,
+};
 pub use export_map::ExportMap;
 pub use file_export::FileExport;
 pub use memory_export::{MemoryExport, MEMORY_BLOCK_BYTES};

@@ -230,7 +230,11 @@ impl BlockExport for MemoryExport {
                 extents.push(block_start - position, true, true);
             }
             let block_end = ((index + 1) * MEMORY_BLOCK_BYTES).min(end);
-            extents.push(block_end - block_start, false, matches!(block, Block::Zeroed));
+            extents.push(
+                block_end - block_start,
+                false,
+                matches!(block, Block::Zeroed),
+            );
             position = block_end;
         }
         if position < end && !extents.is_full() {
@@ -321,10 +325,17 @@ mod tests {
         let export = MemoryExport::new(4 * B);
         export.write(0, &[7u8; 4 * B as usize], false).unwrap();
         export.trim(B / 2, 2 * B).unwrap();
-        assert_eq!(export.allocated_blocks(), 3, "only block 1 is wholly inside");
+        assert_eq!(
+            export.allocated_blocks(),
+            3,
+            "only block 1 is wholly inside"
+        );
         let mut buf = vec![0u8; B as usize / 2];
         export.read(B / 2, &mut buf).unwrap();
-        assert!(buf.iter().all(|&b| b == 7), "partial blocks keep their bytes");
+        assert!(
+            buf.iter().all(|&b| b == 7),
+            "partial blocks keep their bytes"
+        );
     }
 
     #[test]
@@ -359,7 +370,11 @@ mod tests {
         export.write_zeroes(10, 20, false, false).unwrap();
         assert_eq!(export.allocated_blocks(), 1);
         export.write_zeroes(B + 10, 20, true, false).unwrap();
-        assert_eq!(export.allocated_blocks(), 1, "a hole already reads as zeroes");
+        assert_eq!(
+            export.allocated_blocks(),
+            1,
+            "a hole already reads as zeroes"
+        );
     }
 
     #[test]

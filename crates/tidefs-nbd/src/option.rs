@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(parsed.export_name, "vol");
         assert_eq!(parsed.queries, ["base:allocation", "qemu:dirty-bitmap:x"]);
         for cut in 0..p.len() {
-            assert!(parse_meta_context_request(&p[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                parse_meta_context_request(&p[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

@@ -96,7 +96,10 @@ pub fn put_block_status(
     context_id: u32,
     descriptors: &[StatusDescriptor],
 ) {
-    assert!(!descriptors.is_empty(), "the protocol requires one descriptor");
+    assert!(
+        !descriptors.is_empty(),
+        "the protocol requires one descriptor"
+    );
     let length = 4 + 8 * descriptors.len();
     let length = u32::try_from(length).expect("descriptor count is capped");
     put_chunk_header(out, flags, wire::REPLY_TYPE_BLOCK_STATUS, handle, length);
@@ -213,9 +216,7 @@ mod tests {
         put_simple(&mut out, 0x0102_0304_0506_0708, 22);
         assert_eq!(
             out,
-            [
-                0x67, 0x44, 0x66, 0x98, 0, 0, 0, 22, 1, 2, 3, 4, 5, 6, 7, 8
-            ]
+            [0x67, 0x44, 0x66, 0x98, 0, 0, 0, 22, 1, 2, 3, 4, 5, 6, 7, 8]
         );
         let header = SimpleReplyHeader::decode(out[..16].try_into().unwrap()).unwrap();
         assert_eq!(header.error, 22);
@@ -268,7 +269,10 @@ mod tests {
     fn block_status_chunk_bytes_are_pinned() {
         let mut out = Vec::new();
         let descriptors = [
-            StatusDescriptor { len: 4096, flags: 3 },
+            StatusDescriptor {
+                len: 4096,
+                flags: 3,
+            },
             StatusDescriptor { len: 512, flags: 0 },
         ];
         put_block_status(&mut out, wire::REPLY_FLAG_DONE, 2, 1, &descriptors);

@@ -119,9 +119,7 @@ fn allowed_flags(command: u16, context: &RequestContext) -> Option<u16> {
     let flags = match command {
         wire::CMD_READ if context.structured_replies => wire::CMD_FLAG_FUA | wire::CMD_FLAG_DF,
         wire::CMD_READ => wire::CMD_FLAG_FUA,
-        wire::CMD_WRITE | wire::CMD_FLUSH | wire::CMD_TRIM | wire::CMD_CACHE => {
-            wire::CMD_FLAG_FUA
-        }
+        wire::CMD_WRITE | wire::CMD_FLUSH | wire::CMD_TRIM | wire::CMD_CACHE => wire::CMD_FLAG_FUA,
         wire::CMD_WRITE_ZEROES => wire::CMD_FLAG_FUA | wire::CMD_FLAG_NO_HOLE,
         wire::CMD_BLOCK_STATUS => wire::CMD_FLAG_FUA | wire::CMD_FLAG_REQ_ONE,
         wire::CMD_DISC => u16::MAX,
@@ -137,8 +135,8 @@ pub fn validate(
     context: &RequestContext,
 ) -> Result<Command, RequestRejection> {
     let command = header.command;
-    let allowed = allowed_flags(command, context)
-        .ok_or(RequestRejection::UnknownCommand { command })?;
+    let allowed =
+        allowed_flags(command, context).ok_or(RequestRejection::UnknownCommand { command })?;
     if header.flags & !allowed != 0 {
         return Err(RequestRejection::InvalidFlags {
             command,
@@ -327,7 +325,12 @@ mod tests {
             }
         );
         assert_eq!(
-            ok(header(wire::CMD_WRITE_ZEROES, wire::CMD_FLAG_NO_HOLE, 0, 1 << 19)),
+            ok(header(
+                wire::CMD_WRITE_ZEROES,
+                wire::CMD_FLAG_NO_HOLE,
+                0,
+                1 << 19
+            )),
             Command::WriteZeroes {
                 offset: 0,
                 len: 1 << 19,
@@ -336,7 +339,12 @@ mod tests {
             }
         );
         assert_eq!(
-            ok(header(wire::CMD_BLOCK_STATUS, wire::CMD_FLAG_REQ_ONE, 0, 512)),
+            ok(header(
+                wire::CMD_BLOCK_STATUS,
+                wire::CMD_FLAG_REQ_ONE,
+                0,
+                512
+            )),
             Command::BlockStatus {
                 offset: 0,
                 len: 512,
@@ -472,7 +480,12 @@ mod tests {
             past_end(wire::CMD_WRITE_ZEROES, SIZE),
             Err(RequestRejection::OutOfRange { is_write: true, .. })
         ));
-        for command in [wire::CMD_READ, wire::CMD_TRIM, wire::CMD_BLOCK_STATUS, wire::CMD_CACHE] {
+        for command in [
+            wire::CMD_READ,
+            wire::CMD_TRIM,
+            wire::CMD_BLOCK_STATUS,
+            wire::CMD_CACHE,
+        ] {
             assert!(matches!(
                 past_end(command, SIZE - 512),
                 Err(RequestRejection::OutOfRange {

@@ -230,11 +230,13 @@ fn accept_loop(
         }
         registry.threads.retain(|thread| !thread.is_finished());
         if registry.open.len() >= options.connections_max {
-            warn!(max = options.connections_max, "too many connections; refusing one");
+            warn!(
+                max = options.connections_max,
+                "too many connections; refusing one"
+            );
             continue;
         }
-        if let Err(error) = spawn_connection(&mut registry, &shared, stream, &provider, &options)
-        {
+        if let Err(error) = spawn_connection(&mut registry, &shared, stream, &provider, &options) {
             warn!(%error, "could not start a connection thread");
         }
     }

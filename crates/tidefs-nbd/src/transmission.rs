@@ -47,7 +47,12 @@ impl Transmission {
             Ok(command) => command,
             Err(rejection) => {
                 debug!(handle, %rejection, "request refused");
-                self.put_error(out, handle, NbdErrno::from(&rejection), &rejection.to_string());
+                self.put_error(
+                    out,
+                    handle,
+                    NbdErrno::from(&rejection),
+                    &rejection.to_string(),
+                );
                 return Flow::Continue;
             }
         };

@@ -105,7 +105,9 @@ fn session(export: Arc<RecordingExport>, structured: bool) -> Transmission {
     let negotiated = Negotiated {
         export_name: "disk".into(),
         transmission_flags: transmission_flags(export.as_ref(), structured),
-        constraints: export.block_size().with_maximum_capped(NBD_REQUEST_BYTES_MAX),
+        constraints: export
+            .block_size()
+            .with_maximum_capped(NBD_REQUEST_BYTES_MAX),
         export,
         structured_replies: structured,
         base_allocation_context: structured.then_some(BASE_ALLOCATION_CONTEXT_ID),
@@ -147,7 +149,11 @@ fn parse_chunks(mut out: &[u8]) -> Vec<(ChunkHeader, Vec<u8>)> {
         out = &out[end..];
     }
     let done: Vec<bool> = chunks.iter().map(|(h, _)| h.is_done()).collect();
-    assert_eq!(done.iter().filter(|d| **d).count(), 1, "exactly one DONE chunk");
+    assert_eq!(
+        done.iter().filter(|d| **d).count(),
+        1,
+        "exactly one DONE chunk"
+    );
     assert!(done.last().unwrap(), "DONE comes last");
     chunks
 }
@@ -204,7 +210,11 @@ fn out_of_range_read_is_einval_without_touching_the_backend() {
 fn structured_read_sends_holes_as_holes() {
     let export = RecordingExport::new(MemoryExport::new(SIZE));
     let session = session(Arc::clone(&export), true);
-    run(&session, request(wire::CMD_WRITE, 0, 8192, 4096), &[7u8; 4096]);
+    run(
+        &session,
+        request(wire::CMD_WRITE, 0, 8192, 4096),
+        &[7u8; 4096],
+    );
     let out = run(&session, request(wire::CMD_READ, 0, 4096, 12288), &[]);
     let chunks = parse_chunks(&out);
     let kinds: Vec<u16> = chunks.iter().map(|(h, _)| h.kind).collect();
@@ -228,7 +238,11 @@ fn structured_read_sends_holes_as_holes() {
 fn structured_read_with_dont_fragment_is_one_data_chunk() {
     let export = RecordingExport::new(MemoryExport::new(SIZE));
     let session = session(Arc::clone(&export), true);
-    let out = run(&session, request(wire::CMD_READ, wire::CMD_FLAG_DF, 0, 8192), &[]);
+    let out = run(
+        &session,
+        request(wire::CMD_READ, wire::CMD_FLAG_DF, 0, 8192),
+        &[],
+    );
     let chunks = parse_chunks(&out);
     assert_eq!(chunks.len(), 1);
     assert_eq!(chunks[0].0.kind, wire::REPLY_TYPE_OFFSET_DATA);
@@ -238,7 +252,11 @@ fn structured_read_with_dont_fragment_is_one_data_chunk() {
 #[test]
 fn structured_read_error_is_a_lone_error_chunk() {
     let session = session(RecordingExport::failing_reads(), true);
-    let out = run(&session, request(wire::CMD_READ, wire::CMD_FLAG_DF, 0, 4096), &[]);
+    let out = run(
+        &session,
+        request(wire::CMD_READ, wire::CMD_FLAG_DF, 0, 4096),
+        &[],
+    );
     assert_eq!(error_chunk(&out), NbdErrno::Io.code());
 }
 
@@ -254,7 +272,11 @@ fn structured_zero_length_read_is_a_none_chunk() {
 fn write_passes_fua_and_zero_length_skips_the_backend() {
     let export = RecordingExport::new(MemoryExport::new(SIZE));
     let session = session(Arc::clone(&export), false);
-    run(&session, request(wire::CMD_WRITE, wire::CMD_FLAG_FUA, 0, 3), b"abc");
+    run(
+        &session,
+        request(wire::CMD_WRITE, wire::CMD_FLAG_FUA, 0, 3),
+        b"abc",
+    );
     run(&session, request(wire::CMD_WRITE, 0, 0, 0), &[]);
     assert_eq!(export.take_calls(), [Call::Write(0, 3, true)]);
 }
@@ -269,10 +291,18 @@ fn read_only_export_refuses_writes_with_eperm() {
         (wire::CMD_WRITE_ZEROES, &[][..]),
     ] {
         let out = run(&plain, request(command, 0, 0, 512), payload);
-        assert_eq!(simple(&out).0.error, NbdErrno::Perm.code(), "command {command}");
+        assert_eq!(
+            simple(&out).0.error,
+            NbdErrno::Perm.code(),
+            "command {command}"
+        );
     }
     let structured = session(Arc::clone(&export), true);
-    let out = run(&structured, request(wire::CMD_WRITE, 0, 0, 512), &[1u8; 512]);
+    let out = run(
+        &structured,
+        request(wire::CMD_WRITE, 0, 0, 512),
+        &[1u8; 512],
+    );
     assert_eq!(error_chunk(&out), NbdErrno::Perm.code());
     assert!(export.take_calls().is_empty());
 }
@@ -314,7 +344,11 @@ fn write_past_the_end_is_enospc() {
 fn block_status_reports_holes_and_data() {
     let export = RecordingExport::new(MemoryExport::new(SIZE));
     let session = session(Arc::clone(&export), true);
-    run(&session, request(wire::CMD_WRITE, 0, 4096, 4096), &[1u8; 4096]);
+    run(
+        &session,
+        request(wire::CMD_WRITE, 0, 4096, 4096),
+        &[1u8; 4096],
+    );
     let out = run(&session, request(wire::CMD_BLOCK_STATUS, 0, 0, 16384), &[]);
     let chunks = parse_chunks(&out);
     assert_eq!(chunks.len(), 1);
@@ -399,7 +433,10 @@ fn zero_runs_fill_uncovered_tail_with_data() {
     assert_eq!(
         zero_runs(&extents, 30),
         [
-            ReadRun { len: 10, zero: true },
+            ReadRun {
+                len: 10,
+                zero: true
+            },
             ReadRun {
                 len: 20,
                 zero: false

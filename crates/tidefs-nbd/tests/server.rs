@@ -109,7 +109,10 @@ fn every_command_round_trips_over_unix_socket_with_simple_replies() {
     let error = client
         .raw_command(wire::CMD_BLOCK_STATUS, 0, 0, 4096, &[])
         .unwrap_err();
-    assert!(matches!(error, ClientError::CommandFailed { errno: 22, .. }));
+    assert!(matches!(
+        error,
+        ClientError::CommandFailed { errno: 22, .. }
+    ));
 }
 
 #[test]
@@ -124,7 +127,11 @@ fn malformed_requests_get_errors_and_the_connection_goes_on() {
         }
         other => panic!("expected an NBD error, got {other:?}"),
     };
-    assert_eq!(errno(client.raw_command(77, 0, 0, 0, &[])), 22, "unknown command");
+    assert_eq!(
+        errno(client.raw_command(77, 0, 0, 0, &[])),
+        22,
+        "unknown command"
+    );
     assert_eq!(
         errno(client.raw_command(wire::CMD_READ, 0x40, 0, 512, &[])),
         22,
@@ -151,30 +158,32 @@ fn malformed_requests_get_errors_and_the_connection_goes_on() {
 
 #[test]
 fn misaligned_requests_are_refused_on_an_aligned_export() {
-    let export = MemoryExport::new(MIB).with_block_size(BlockSizeConstraints::new(
-        512,
-        4096,
-        1 << 20,
-    ));
+    let export =
+        MemoryExport::new(MIB).with_block_size(BlockSizeConstraints::new(512, 4096, 1 << 20));
     let map = ExportMap::new().with_export("disk", "", Arc::new(export));
     let (_server, address) = tcp_server(map);
     let mut client = client(address, "disk");
     assert_eq!(client.minimum_block_bytes(), 512);
     let error = client.write(100, &[1u8; 512], false).unwrap_err();
-    assert!(matches!(error, ClientError::CommandFailed { errno: 22, .. }));
+    assert!(matches!(
+        error,
+        ClientError::CommandFailed { errno: 22, .. }
+    ));
     let error = client
         .raw_command(wire::CMD_READ, 0, 0, 1 << 20 | 512, &[])
         .unwrap_err();
-    assert!(matches!(error, ClientError::CommandFailed { errno: 22, .. }));
+    assert!(matches!(
+        error,
+        ClientError::CommandFailed { errno: 22, .. }
+    ));
     client.write(512, &[1u8; 512], false).unwrap();
 }
 
 #[test]
 fn go_without_block_size_on_aligned_export_is_refused() {
     // NbdClient always asks for NBD_INFO_BLOCK_SIZE, so this speaks the handshake by hand.
-    let export = MemoryExport::new(MIB).with_block_size(BlockSizeConstraints::new(
-        4096, 4096, 1 << 20,
-    ));
+    let export =
+        MemoryExport::new(MIB).with_block_size(BlockSizeConstraints::new(4096, 4096, 1 << 20));
     let map = ExportMap::new().with_export("disk", "", Arc::new(export));
     let (_server, address) = tcp_server(map);
     let mut stream = TcpStream::connect(address).unwrap();
@@ -259,7 +268,11 @@ fn garbage_during_handshake_closes_the_connection() {
     // Unknown client flags.
     let mut stream = TcpStream::connect(address).unwrap();
     stream.write_all(&0xffff_ffffu32.to_be_bytes()).unwrap();
-    assert_eq!(read_until_closed(&mut stream).len(), 18, "only the greeting");
+    assert_eq!(
+        read_until_closed(&mut stream).len(),
+        18,
+        "only the greeting"
+    );
     // Wrong option magic.
     let mut stream = TcpStream::connect(address).unwrap();
     stream.write_all(&1u32.to_be_bytes()).unwrap();
@@ -373,15 +386,16 @@ fn random_operations_from_several_connections_match_a_model() {
                 model[range].copy_from_slice(&data);
             }
             2 => {
-                client
-                    .write_zeroes(offset, len as u32, rng.gen())
-                    .unwrap();
+                client.write_zeroes(offset, len as u32, rng.gen()).unwrap();
                 model[range].fill(0);
             }
             _ => {
                 let mut back = vec![0u8; len as usize];
                 client.read(offset, &mut back).unwrap();
-                assert!(back == model[range], "step {step}: read {offset}+{len} differs");
+                assert!(
+                    back == model[range],
+                    "step {step}: read {offset}+{len} differs"
+                );
             }
         }
     }

@@ -40,7 +40,11 @@ pub fn unix_server(provider: ExportMap) -> (Server, PathBuf, tempfile::TempDir) 
 pub fn memory_disk(size: u64) -> (ExportMap, Arc<MemoryExport>) {
     let export = Arc::new(MemoryExport::new(size));
     let map = ExportMap::new()
-        .with_export("disk", "memory disk", Arc::clone(&export) as Arc<dyn BlockExport>)
+        .with_export(
+            "disk",
+            "memory disk",
+            Arc::clone(&export) as Arc<dyn BlockExport>,
+        )
         .with_default("disk");
     (map, export)
 }
