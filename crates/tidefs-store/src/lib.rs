@@ -22,6 +22,7 @@ mod read_txn;
 mod record;
 mod space_map;
 mod superblock;
+mod tree_space;
 mod tree_view;
 mod txn;
 
@@ -42,5 +43,6 @@ pub use read_txn::ReadTxn;
 pub use record::Record;
 pub use space_map::SpaceUsage;
 pub use superblock::FORMAT_VERSION;
+pub use tree_space::TreeSpace;
 pub use tree_view::{prefix_successor, TreeView};
 pub use txn::WriteTxn;

@@ -88,6 +88,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The writer's space map, locked (the writer waits meanwhile).
+    pub(crate) fn writer_space(&self) -> parking_lot::MappedMutexGuard<'_, SpaceMap> {
+        parking_lot::MutexGuard::map(self.writer.lock(), |w| &mut w.space)
+    }
+
     pub(crate) fn unregister_reader(&self, tid: Tid) {
         let mut readers = self.readers.lock();
         if let Some(n) = readers.get_mut(&tid) {

@@ -219,3 +219,47 @@ fn named_trees_are_found_again_after_reopening_and_do_not_show_as_trees() {
     pool.write(|t| t.set_named_tree("volumes", None)).unwrap();
     assert_eq!(pool.write(|t| t.named_tree("volumes")).unwrap(), None);
 }
+
+#[test]
+fn tree_space_splits_exclusive_from_shared_and_exclusive_is_what_delete_frees() {
+    let pool = Pool::create(
+        Arc::new(MemDevice::new()),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let tree = pool.write(|t| t.create_tree()).unwrap();
+    pool.write(|t| -> Result<(), StoreError> {
+        for i in 0..20_000u64 {
+            t.insert(tree, &i.to_be_bytes(), &[1u8; 100])?;
+        }
+        let e = t.alloc_extent(10)?;
+        t.insert_with_extent(tree, b"\xffdata", e, b"")?;
+        Ok(())
+    })
+    .unwrap();
+    let alone = pool.tree_space(tree).unwrap();
+    assert_eq!(alone.shared_blocks, 0);
+    // Everything in the pool but the root tree's single node (4 blocks) is this tree's.
+    assert_eq!(alone.exclusive_blocks + 4, pool.usage().used_blocks);
+    let snap = pool.write(|t| t.snapshot_tree(tree, true)).unwrap();
+    pool.write(|t| -> Result<(), StoreError> {
+        for i in 0..2_000u64 {
+            t.insert(tree, &i.to_be_bytes(), &[2u8; 100])?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let head = pool.tree_space(tree).unwrap();
+    let old = pool.tree_space(snap).unwrap();
+    assert!(
+        head.exclusive_blocks > 0 && head.shared_blocks > 0,
+        "{head:?}"
+    );
+    assert!(old.exclusive_blocks > 0 && old.shared_blocks > 0, "{old:?}");
+    let before = pool.usage().used_blocks;
+    pool.write(|t| t.delete_tree(snap)).unwrap();
+    pool.commit().unwrap();
+    assert_eq!(before - pool.usage().used_blocks, old.exclusive_blocks);
+    assert_fsck_clean(&pool);
+}
