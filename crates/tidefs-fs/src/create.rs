@@ -23,8 +23,10 @@ fn shown(name: &[u8]) -> String {
 impl Cx<'_, '_> {
     /// Checks that `name` can be added to directory `parent` and returns the directory.
     fn prepare_new_name(&mut self, parent: u64, name: &[u8]) -> Result<Inode> {
-        check_name(name)?;
+        // The parent is walked before the last component is looked up (ENOTDIR before
+        // ENAMETOOLONG), as in the kernel.
         let dir = self.dir_inode(parent)?;
+        check_name(name)?;
         if is_dot_or_dotdot(name) || self.find_entry(parent, name)?.is_some() {
             return Err(FsError::Exists(shown(name)));
         }
@@ -49,8 +51,10 @@ impl Cx<'_, '_> {
             }
         }
         let mut dir = self.prepare_new_name(parent, name)?;
-        let mut perm = spec.perm & MODE_PERM_BITS;
         let is_dir = spec.kind == FileKind::Directory;
+        // mkdir keeps only the permission and sticky bits (vfs_prepare_mode); setgid on a
+        // directory comes from its parent alone.
+        let mut perm = spec.perm & if is_dir { 0o1777 } else { MODE_PERM_BITS };
         // setgid directories hand their group down, and subdirectories inherit the bit
         // (inode_init_owner); a non-member creating a group-executable setgid file loses it.
         let gid = if dir.mode & S_ISGID != 0 {
@@ -96,10 +100,11 @@ impl Cx<'_, '_> {
     /// Adds the name `new_parent/new_name` to inode `ino`.
     pub fn link(&mut self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Inode> {
         let mut inode = self.inode(ino)?;
+        // vfs_link's order: the new name must be free before the inode's type matters.
+        let mut dir = self.prepare_new_name(new_parent, new_name)?;
         if inode.is_dir() {
             return Err(FsError::NotPermitted(format!("hard link to directory {ino}")));
         }
-        let mut dir = self.prepare_new_name(new_parent, new_name)?;
         if inode.nlink == 0 {
             return Err(FsError::NotFound(format!("inode {ino} has been unlinked")));
         }

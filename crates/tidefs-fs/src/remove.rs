@@ -58,11 +58,11 @@ impl Cx<'_, '_> {
     }
 
     pub fn unlink(&mut self, parent: u64, name: &[u8], caller: &Caller, is_open: IsOpen<'_>) -> Result<()> {
-        check_name(name)?;
+        let mut dir = self.dir_inode(parent)?;
         if name == b"." || name == b".." {
             return Err(FsError::IsDir(shown(name)));
         }
-        let mut dir = self.dir_inode(parent)?;
+        check_name(name)?;
         let entry = self
             .find_entry(parent, name)?
             .ok_or_else(|| FsError::NotFound(shown(name)))?;
@@ -79,14 +79,14 @@ impl Cx<'_, '_> {
     }
 
     pub fn rmdir(&mut self, parent: u64, name: &[u8], caller: &Caller, is_open: IsOpen<'_>) -> Result<()> {
-        check_name(name)?;
+        let mut dir = self.dir_inode(parent)?;
         if name == b"." {
             return Err(FsError::Invalid("rmdir of \".\"".into()));
         }
         if name == b".." {
             return Err(FsError::NotEmpty(shown(name)));
         }
-        let mut dir = self.dir_inode(parent)?;
+        check_name(name)?;
         let entry = self
             .find_entry(parent, name)?
             .ok_or_else(|| FsError::NotFound(shown(name)))?;

@@ -66,16 +66,16 @@ impl Cx<'_, '_> {
         if flags & !(NOREPLACE | EXCHANGE) != 0 || flags == NOREPLACE | EXCHANGE {
             return Err(FsError::Invalid(format!("rename flags {flags:#x}")));
         }
-        check_name(name)?;
-        check_name(new_name)?;
+        let old_dir = self.dir_inode(parent)?;
+        let new_dir = self.dir_inode(new_parent)?;
         if is_dot_or_dotdot(name) || is_dot_or_dotdot(new_name) {
             return Err(FsError::Busy(format!("rename of {:?} or {:?}", shown(name), shown(new_name))));
         }
-        let old_dir = self.dir_inode(parent)?;
-        let new_dir = self.dir_inode(new_parent)?;
+        check_name(name)?;
         let src = self
             .find_entry(parent, name)?
             .ok_or_else(|| FsError::NotFound(shown(name)))?;
+        check_name(new_name)?;
         let dst = self.find_entry(new_parent, new_name)?;
         if flags & NOREPLACE != 0 && dst.is_some() {
             return Err(FsError::Exists(shown(new_name)));
