@@ -310,6 +310,15 @@ impl Cx<'_, '_> {
     /// Allocates a number and writes a new inode with nlink 0 (the caller links it).
     pub fn new_inode(&mut self, n: NewInode) -> Result<Inode> {
         let mut h = self.header()?;
+        let inode = self.alloc_inode(&mut h, n);
+        self.put_header(&h)?;
+        self.put_inode(&inode)?;
+        Ok(inode)
+    }
+
+    /// A new inode numbered from the header held by the caller, not stored yet (bulk
+    /// creation stores the header once and each inode once, with its final attributes).
+    pub fn alloc_inode(&mut self, h: &mut SubvolHeader, n: NewInode) -> Inode {
         if h.next_ino == h.range_end {
             h.next_ino = h.next_range;
             h.range_end = h.next_range + INO_RANGE_LEN;
@@ -318,9 +327,8 @@ impl Cx<'_, '_> {
         let ino = h.next_ino;
         h.next_ino += 1;
         h.inode_count += 1;
-        self.put_header(&h)?;
         let now = self.now;
-        let inode = Inode {
+        Inode {
             ino,
             generation: self.t.tid().0,
             mode: n.mode,
@@ -336,9 +344,7 @@ impl Cx<'_, '_> {
             ctime: now,
             btime: now,
             next_index: FIRST_DIR_INDEX,
-        };
-        self.put_inode(&inode)?;
-        Ok(inode)
+        }
     }
 
     /// Removes every record of `ino` (its data references are dropped with them).
