@@ -4,6 +4,7 @@
 mod cmd;
 mod output;
 mod pool_arg;
+mod spec;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "tidefs", version, about, propagate_version = true)]
 pub struct Cli {
     /// The pool directory (or block device).
-    #[arg(long, global = true, env = "TIDEFS_POOL", default_value = "./tidefs-pool")]
+    #[arg(
+        long,
+        global = true,
+        env = "TIDEFS_POOL",
+        default_value = "./tidefs-pool"
+    )]
     pool: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -27,12 +33,58 @@ enum Command {
     Init(cmd::init::InitArgs),
     /// Check the whole pool; exits 0 only when it is clean.
     Fsck(cmd::fsck::FsckArgs),
+    /// Subvolumes: create, list, delete.
+    #[command(subcommand)]
+    Subvol(cmd::subvol::SubvolCommand),
+    /// Snapshots: create, list, delete, rename.
+    #[command(subcommand)]
+    Snapshot(cmd::snapshot::SnapshotCommand),
+    /// Make a writable subvolume from a snapshot: NAME@SNAP NEWNAME.
+    Clone { snapshot: String, new_name: String },
+    /// List a directory: NAME[@SNAP]:/path.
+    Ls { path: String },
+    /// Print a file: NAME[@SNAP]:/path.
+    Cat { path: String },
+    /// Copy a host file in: HOSTFILE NAME:/path.
+    Put {
+        host_file: std::path::PathBuf,
+        path: String,
+    },
+    /// Remove a file (or, with -r, a directory tree): NAME:/path.
+    Rm {
+        path: String,
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Make a directory: NAME:/path.
+    Mkdir {
+        path: String,
+        #[arg(short, long)]
+        parents: bool,
+    },
+    /// Rename or move: NAME:/a NAME:/b.
+    Mv { from: String, to: String },
+    /// Show an inode's attributes: NAME[@SNAP]:/path.
+    Stat {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pool size, used, free, and space per subvolume and snapshot.
+    Df {
+        #[arg(long)]
+        json: bool,
+    },
     /// Block volumes: create, list, resize, delete, snapshot, clone, diff.
     #[command(subcommand)]
     Volume(cmd::volume::VolumeCommand),
     /// Serve volumes over NBD.
     #[command(subcommand)]
     Nbd(cmd::nbd::NbdCommand),
+    /// Mount subvolume NAME (read-write) or snapshot NAME@SNAP (read-only) with FUSE.
+    Mount(cmd::mount::MountArgs),
+    /// Unmount a tidefs mount and wait until its server has committed and exited.
+    Umount(cmd::mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,8 +92,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&cli.pool, args),
         Command::Fsck(args) => cmd::fsck::run(&cli.pool, args),
+        Command::Subvol(c) => cmd::subvol::run(&cli.pool, c),
+        Command::Snapshot(c) => cmd::snapshot::run(&cli.pool, c),
+        Command::Clone { snapshot, new_name } => {
+            cmd::snapshot::clone(&cli.pool, &snapshot, &new_name)
+        }
+        Command::Ls { path } => cmd::files::ls(&cli.pool, &path),
+        Command::Cat { path } => cmd::files::cat(&cli.pool, &path),
+        Command::Put { host_file, path } => cmd::files::put(&cli.pool, &host_file, &path),
+        Command::Rm { path, recursive } => cmd::files::rm(&cli.pool, &path, recursive),
+        Command::Mkdir { path, parents } => cmd::files::mkdir(&cli.pool, &path, parents),
+        Command::Mv { from, to } => cmd::files::mv(&cli.pool, &from, &to),
+        Command::Stat { path, json } => cmd::files::stat(&cli.pool, &path, json),
+        Command::Df { json } => cmd::df::run(&cli.pool, json),
         Command::Volume(c) => cmd::volume::run(&cli.pool, c),
         Command::Nbd(c) => cmd::nbd::run(&cli.pool, c),
+        Command::Mount(args) => cmd::mount::run(&cli.pool, args),
+        Command::Umount(args) => cmd::mount::run_umount(args),
     };
     match result {
         Ok(code) => code,

@@ -18,14 +18,21 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     } else {
         "{msg} {spinner} {pos}"
     };
-    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     bar.set_message(what.to_string());
     bar
 }
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialize")
+    );
 }
 
 /// Parses a size such as `4096`, `512K`, `10M`, `2G`, `1T` (binary units).
@@ -34,7 +41,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let (digits, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (s, 1u64),
         Some((i, _)) => {
-            let unit = s[i..].trim_end_matches(['i', 'B', 'b']).to_ascii_uppercase();
+            let unit = s[i..]
+                .trim_end_matches(['i', 'B', 'b'])
+                .to_ascii_uppercase();
             let mult = match unit.as_str() {
                 "" => 1,
                 "K" => 1 << 10,
@@ -47,7 +56,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
     };
     let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Formats a byte count for people.
