@@ -48,4 +48,5 @@ pub use inode::{FileKind, Inode, ROOT_INO};
 pub use rename::rename_flags;
 pub use setattr::{SetAttr, TimeSet};
 pub use subvol::Subvol;
+pub use uuid::Uuid;
 pub use xattr::xattr_flags;

@@ -27,6 +27,12 @@ pub struct Subvol {
     info: SubvolInfo,
 }
 
+impl std::fmt::Debug for Subvol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subvol").field("info", &self.info).finish()
+    }
+}
+
 impl Subvol {
     pub(crate) fn new(shared: Arc<Shared>, info: SubvolInfo) -> Subvol {
         Subvol { shared, info }
