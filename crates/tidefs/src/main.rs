@@ -70,6 +70,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a host directory into a new subvolume: SRC_DIR NAME.
+    Import { src: PathBuf, name: String },
+    /// Copy a subvolume or snapshot out to a host directory: NAME[@SNAP] DEST_DIR.
+    Export { spec: String, dest: PathBuf },
+    /// What changed between two snapshots (or a snapshot and the head): NAME@A NAME@B.
+    Diff {
+        from: String,
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Pool size, used, free, and space per subvolume and snapshot.
     Df {
         #[arg(long)]
@@ -81,10 +92,7 @@ enum Command {
     /// Serve volumes over NBD.
     #[command(subcommand)]
     Nbd(cmd::nbd::NbdCommand),
-    /// Mount subvolume NAME (read-write) or snapshot NAME@SNAP (read-only) with FUSE.
-    Mount(cmd::mount::MountArgs),
     /// Unmount a tidefs mount and wait until its server has committed and exited.
-    Umount(cmd::mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,10 +113,11 @@ fn main() -> ExitCode {
         Command::Mv { from, to } => cmd::files::mv(&cli.pool, &from, &to),
         Command::Stat { path, json } => cmd::files::stat(&cli.pool, &path, json),
         Command::Df { json } => cmd::df::run(&cli.pool, json),
+        Command::Import { src, name } => cmd::copy::import(&cli.pool, &src, &name),
+        Command::Export { spec, dest } => cmd::copy::export(&cli.pool, &spec, &dest),
+        Command::Diff { from, to, json } => cmd::diff::run(&cli.pool, &from, &to, json),
         Command::Volume(c) => cmd::volume::run(&cli.pool, c),
         Command::Nbd(c) => cmd::nbd::run(&cli.pool, c),
-        Command::Mount(args) => cmd::mount::run(&cli.pool, args),
-        Command::Umount(args) => cmd::mount::run_umount(args),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,11 @@
 //! One module per subcommand.
 
+pub mod copy;
 pub mod df;
+pub mod diff;
 pub mod files;
 pub mod fsck;
 pub mod init;
-pub mod mount;
 pub mod nbd;
 pub mod snapshot;
 pub mod subvol;
