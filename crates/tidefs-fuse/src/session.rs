@@ -1,0 +1,216 @@
+//! One mount's life: mount, serve with several threads while a background committer makes
+//! changes durable at the commit interval, unmount, final commit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use parking_lot::Mutex;
+use tidefs_fs::Fs;
+use tidefs_store::{CommitPolicy, GroupCommitter};
+
+use crate::error::MountError;
+use crate::ops::TideFuse;
+use crate::snap_dir::SnapDir;
+use crate::tree::Tree;
+
+/// What to mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountTarget {
+    /// A writable subvolume, with its snapshots under `.snap`.
+    Subvolume(String),
+    /// A snapshot, read-only.
+    Snapshot { subvol: String, snap: String },
+}
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub mountpoint: PathBuf,
+    /// Threads serving requests (they share the pool's single writer, but overlap the
+    /// kernel round trips and the device I/O of reads).
+    pub threads: usize,
+    /// Let users other than the mounting one in (FUSE's `allow_other`).
+    pub allow_other: bool,
+    /// How long the kernel caches attributes and names.
+    pub cache_ttl: Duration,
+    /// When the background committer commits.
+    pub commit: CommitPolicy,
+    /// Shown as the source in /proc/self/mountinfo.
+    pub fs_name: String,
+}
+
+impl MountConfig {
+    pub fn new(mountpoint: PathBuf) -> MountConfig {
+        MountConfig {
+            mountpoint,
+            threads: 4,
+            allow_other: false,
+            cache_ttl: Duration::from_secs(60),
+            commit: CommitPolicy::default(),
+            fs_name: "tidefs".into(),
+        }
+    }
+}
+
+/// A mounted file system, not serving yet.
+pub struct Mounted {
+    session: Session<TideFuse>,
+    fs: Fs,
+    mountpoint: PathBuf,
+    commit: CommitPolicy,
+    unmounter: Unmounter,
+}
+
+/// Unmounts a [`Mounted`] from another thread (a signal handler, say).
+#[derive(Clone)]
+pub struct Unmounter {
+    inner: Arc<Mutex<SessionUnmounter>>,
+    mountpoint: PathBuf,
+}
+
+impl Unmounter {
+    /// Unmounts; if files are still open there (EBUSY), detaches the mount lazily so that
+    /// it ends as soon as the last one is closed.
+    pub fn unmount(&self) -> Result<(), MountError> {
+        match self.inner.lock().unmount() {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => lazy_unmount(&self.mountpoint),
+            Err(e) => Err(MountError::Unmount {
+                mountpoint: self.mountpoint.clone(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Mounts `target` of `fs` at `config.mountpoint`. When this returns the kernel has
+/// accepted the mount; requests are served once [`Mounted::serve`] runs.
+pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Mounted, MountError> {
+    let (sv, snaps) = match target {
+        MountTarget::Subvolume(name) => {
+            let sv = fs.subvolume(name)?;
+            let snaps = SnapDir::new(fs.clone(), sv.info().clone());
+            (sv, Some(snaps))
+        }
+        MountTarget::Snapshot { subvol, snap } => (fs.snapshot(subvol, snap)?, None),
+    };
+    let read_only = sv.is_read_only();
+    let mounted = Tree {
+        sv: Arc::new(sv),
+        via_snap_dir: None,
+    };
+    let mut options = vec![
+        MountOption::FSName(config.fs_name.clone()),
+        MountOption::Subtype("tidefs".into()),
+        // The kernel checks mode bits, sticky directories and ownership itself.
+        MountOption::DefaultPermissions,
+        // tidefs does not record access times (FUSE would otherwise send a setattr per read).
+        MountOption::NoAtime,
+        MountOption::Dev,
+        MountOption::Suid,
+    ];
+    options.push(if read_only {
+        MountOption::RO
+    } else {
+        MountOption::RW
+    });
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = options;
+    fuse_config.acl = if config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fuse_config.n_threads = Some(config.threads.max(1));
+    fuse_config.clone_fd = true;
+    let filesystem = TideFuse::new(mounted, snaps, config.cache_ttl);
+    let mut session =
+        Session::new(filesystem, &config.mountpoint, &fuse_config).map_err(|source| {
+            MountError::Mount {
+                mountpoint: config.mountpoint.clone(),
+                source,
+            }
+        })?;
+    let unmounter = Unmounter {
+        inner: Arc::new(Mutex::new(session.unmount_callable())),
+        mountpoint: config.mountpoint.clone(),
+    };
+    Ok(Mounted {
+        session,
+        fs: fs.clone(),
+        mountpoint: config.mountpoint.clone(),
+        commit: config.commit,
+        unmounter,
+    })
+}
+
+impl Mounted {
+    pub fn unmounter(&self) -> Unmounter {
+        self.unmounter.clone()
+    }
+
+    /// Serves requests until the file system is unmounted, committing by the policy
+    /// meanwhile, and commits once more at the end.
+    pub fn serve(self) -> Result<(), MountError> {
+        let committer = GroupCommitter::spawn(self.fs.pool().clone(), self.commit, |e| {
+            eprintln!(
+                "tidefs mount: background commit failed (the pool stops taking changes): {e}"
+            );
+        });
+        let served = self.session.run().map_err(|source| MountError::Serve {
+            mountpoint: self.mountpoint.clone(),
+            source,
+        });
+        drop(committer);
+        self.fs.fsync()?;
+        served
+    }
+}
+
+/// Detaches a mount that is busy (`umount -l`): it disappears from the namespace now and
+/// ends when its last user leaves.
+pub fn lazy_unmount(mountpoint: &Path) -> Result<(), MountError> {
+    run_unmount_tool(mountpoint, true)
+}
+
+/// Unmounts a FUSE mount from any process of the owner (or root), as `fusermount3 -u`.
+pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
+    run_unmount_tool(mountpoint, false)
+}
+
+fn run_unmount_tool(mountpoint: &Path, lazy: bool) -> Result<(), MountError> {
+    let mut errors = Vec::new();
+    // fusermount3 works for the mount's owner without privileges; umount is the fallback
+    // where FUSE's tools are missing (root only).
+    for (tool, args) in [
+        (
+            "fusermount3",
+            if lazy { vec!["-u", "-z"] } else { vec!["-u"] },
+        ),
+        (
+            "fusermount",
+            if lazy { vec!["-u", "-z"] } else { vec!["-u"] },
+        ),
+        ("umount", if lazy { vec!["-l"] } else { vec![] }),
+    ] {
+        match Command::new(tool).args(&args).arg(mountpoint).output() {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => errors.push(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => errors.push(format!("{tool}: {e}")),
+        }
+        // A tool that ran and failed has said why; a second one would only repeat it.
+        break;
+    }
+    Err(MountError::Unmount {
+        mountpoint: mountpoint.to_path_buf(),
+        detail: if errors.is_empty() {
+            "neither fusermount3, fusermount nor umount is installed".into()
+        } else {
+            errors.join("; ")
+        },
+    })
+}
