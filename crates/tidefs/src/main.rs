@@ -92,7 +92,6 @@ enum Command {
     /// Serve volumes over NBD.
     #[command(subcommand)]
     Nbd(cmd::nbd::NbdCommand),
-    /// Unmount a tidefs mount and wait until its server has committed and exited.
 }
 
 fn main() -> ExitCode {
