@@ -152,6 +152,12 @@ impl BlockExport for MemoryExport {
         self.check_range(offset, data.len() as u64)?;
         let mut blocks = self.blocks.write();
         for piece in pieces(offset, data.len() as u64) {
+            let source = &data[piece.range_offset..piece.range_offset + piece.len];
+            if piece.is_whole_block() {
+                // Copy straight into a new block instead of zero-filling one first.
+                blocks.insert(piece.index, Block::Data(source.into()));
+                continue;
+            }
             let block = blocks.entry(piece.index).or_insert(Block::Zeroed);
             if let Block::Zeroed = block {
                 *block = Block::Data(zeroed_block());
@@ -159,8 +165,7 @@ impl BlockExport for MemoryExport {
             let Block::Data(bytes) = block else {
                 unreachable!("a zeroed block was just replaced by data");
             };
-            bytes[piece.start..piece.start + piece.len]
-                .copy_from_slice(&data[piece.range_offset..piece.range_offset + piece.len]);
+            bytes[piece.start..piece.start + piece.len].copy_from_slice(source);
         }
         Ok(())
     }
