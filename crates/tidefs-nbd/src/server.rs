@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
@@ -288,17 +288,32 @@ fn serve_connection(
     provider: Arc<dyn ExportProvider>,
     options: &ServeOptions,
 ) -> Result<(), NbdError> {
-    stream.prepare(options.handshake_time_max)?;
+    stream.set_nodelay()?;
+    // The handshake as a whole must finish by this deadline; each read waits at most
+    // for what is left of it, so a client trickling bytes cannot hold a thread forever.
+    let handshake_deadline = Instant::now() + options.handshake_time_max;
     let mut reader = BufReader::with_capacity(INPUT_BUFFER_BYTES, stream.try_clone()?);
     let mut writer = stream;
     let mut out = Vec::with_capacity(REPLY_BATCH_BYTES_MAX);
     let mut input = Vec::new();
     let mut connection = Connection::new(provider, &mut out);
-    let mut transmitting = false;
+    let mut handshake_timeout_armed = false;
     while let Want::Bytes(n) = connection.want() {
         if reader.buffer().len() < n || out.len() >= REPLY_BATCH_BYTES_MAX {
             writer.write_all(&out)?;
             out.clear();
+        }
+        if !connection.is_transmitting() {
+            let left = handshake_deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(ErrorKind::TimedOut, "handshake took too long").into());
+            }
+            writer.set_read_timeout(Some(left))?;
+            handshake_timeout_armed = true;
+        } else if handshake_timeout_armed {
+            // Transmission has no timeout: an idle block device may stay open for days.
+            writer.set_read_timeout(None)?;
+            handshake_timeout_armed = false;
         }
         input.resize(n, 0);
         match reader.read_exact(&mut input[..n]) {
@@ -311,10 +326,6 @@ fn serve_connection(
             // Replies to earlier requests are still owed; send them, then hang up.
             let _ = writer.write_all(&out);
             return Err(error.into());
-        }
-        if !transmitting && connection.is_transmitting() {
-            transmitting = true;
-            writer.set_read_timeout(None)?;
         }
     }
     writer.write_all(&out)?;

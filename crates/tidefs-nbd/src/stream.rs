@@ -40,12 +40,12 @@ impl Stream {
         }
     }
 
-    /// Handshake timeout, and no Nagle delay: replies are already batched.
-    pub(crate) fn prepare(&self, handshake_time_max: Duration) -> io::Result<()> {
-        if let Stream::Tcp(s) = self {
-            s.set_nodelay(true)?;
+    /// No Nagle delay: replies are already batched.
+    pub(crate) fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
         }
-        self.set_read_timeout(Some(handshake_time_max))
     }
 }
 

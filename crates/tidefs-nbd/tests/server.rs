@@ -441,6 +441,28 @@ fn connections_over_the_limit_are_closed_at_once() {
 }
 
 #[test]
+fn silent_client_is_dropped_after_the_handshake_time_limit() {
+    let (map, _export) = memory_disk(MIB);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let options = ServeOptions {
+        handshake_time_max: std::time::Duration::from_millis(500),
+        ..ServeOptions::default()
+    };
+    let _server = serve(listener, Arc::new(map), options).unwrap();
+    let mut silent = TcpStream::connect(address).unwrap();
+    assert_eq!(
+        read_until_closed(&mut silent).len(),
+        18,
+        "greeting, then closed"
+    );
+    // A client that finished its handshake is not subject to the limit.
+    let mut patient = client(address, "disk");
+    thread::sleep(std::time::Duration::from_millis(700));
+    patient.write(0, b"still connected", false).unwrap();
+}
+
+#[test]
 fn many_clients_in_parallel_write_their_own_regions() {
     let (map, export) = memory_disk(8 * MIB);
     let (_server, address) = tcp_server(map);
