@@ -21,7 +21,8 @@ pub(crate) fn backrefs(view: &TreeView, ino: u64) -> Result<Vec<BackRef>> {
     let mut out = Vec::new();
     for r in view.prefix(&kind_prefix(ino, KIND_BACKREF))? {
         let r = r?;
-        let parent = key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(view.id(), "bad back-reference key"))?;
+        let parent = key_u64(&r.key, 9)
+            .ok_or_else(|| FsError::corrupt(view.id(), "bad back-reference key"))?;
         out.push(BackRef {
             parent,
             name: r.key[17..].to_vec(),
@@ -36,7 +37,8 @@ pub(crate) fn first_backref(view: &TreeView, ino: u64) -> Result<Option<BackRef>
         None => Ok(None),
         Some(r) => {
             let r = r?;
-            let parent = key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(view.id(), "bad back-reference key"))?;
+            let parent = key_u64(&r.key, 9)
+                .ok_or_else(|| FsError::corrupt(view.id(), "bad back-reference key"))?;
             Ok(Some(BackRef {
                 parent,
                 name: r.key[17..].to_vec(),

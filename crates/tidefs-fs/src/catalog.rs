@@ -174,7 +174,11 @@ fn entry_key(id: u64) -> Vec<u8> {
 }
 
 fn name_key(parent: u64, name: &str) -> Vec<u8> {
-    KeyBuf::new().u8(K_NAME).u64(parent).bytes(name.as_bytes()).build()
+    KeyBuf::new()
+        .u8(K_NAME)
+        .u64(parent)
+        .bytes(name.as_bytes())
+        .build()
 }
 
 fn name_prefix(parent: u64) -> Vec<u8> {
@@ -190,7 +194,11 @@ fn uuid_key(u: &Uuid) -> Vec<u8> {
 }
 
 fn received_key(u: &Uuid, id: u64) -> Vec<u8> {
-    KeyBuf::new().u8(K_RECEIVED).bytes(u.as_bytes()).u64(id).build()
+    KeyBuf::new()
+        .u8(K_RECEIVED)
+        .bytes(u.as_bytes())
+        .u64(id)
+        .build()
 }
 
 /// Catalog access inside one store transaction.
@@ -206,11 +214,15 @@ impl<'t, 'a> Catalog<'t, 'a> {
     /// Creates the catalog in an empty pool.
     pub fn format(&mut self) -> Result<()> {
         if !self.t.list_trees()?.is_empty() {
-            return Err(FsError::Invalid("the pool already holds trees; a file system needs an empty pool".into()));
+            return Err(FsError::Invalid(
+                "the pool already holds trees; a file system needs an empty pool".into(),
+            ));
         }
         let id = self.t.create_tree()?;
         if id != CATALOG_TREE {
-            return Err(FsError::Invalid(format!("catalog got tree {id}, expected {CATALOG_TREE}")));
+            return Err(FsError::Invalid(format!(
+                "catalog got tree {id}, expected {CATALOG_TREE}"
+            )));
         }
         let mut header = MAGIC.to_vec();
         header.extend_from_slice(&CATALOG_VERSION.to_le_bytes());
@@ -228,7 +240,9 @@ impl<'t, 'a> Catalog<'t, 'a> {
             Err(e) => return Err(e.into()),
         };
         if header.len() != 12 || &header[..8] != MAGIC {
-            return Err(FsError::NotFormatted("catalog header does not match".into()));
+            return Err(FsError::NotFormatted(
+                "catalog header does not match".into(),
+            ));
         }
         let version = le_u32(&header, 8);
         if version != CATALOG_VERSION {
@@ -243,8 +257,9 @@ impl<'t, 'a> Catalog<'t, 'a> {
         let Some(r) = self.t.get(CATALOG_TREE, &entry_key(id.0))? else {
             return Ok(None);
         };
-        let mut info = SubvolInfo::decode(id.0, &r.value)
-            .ok_or_else(|| FsError::corrupt(CATALOG_TREE, format!("entry {} does not decode", id.0)))?;
+        let mut info = SubvolInfo::decode(id.0, &r.value).ok_or_else(|| {
+            FsError::corrupt(CATALOG_TREE, format!("entry {} does not decode", id.0))
+        })?;
         let prefix = KeyBuf::new().u8(K_META).u64(id.0).build();
         for m in self.t.tree(CATALOG_TREE)?.prefix(&prefix)? {
             let m = m?;
@@ -267,10 +282,12 @@ impl<'t, 'a> Catalog<'t, 'a> {
         }
         let mut out = Vec::new();
         for id in ids {
-            out.push(
-                self.entry(id)?
-                    .ok_or_else(|| FsError::corrupt(CATALOG_TREE, format!("name points at missing entry {}", id.0)))?,
-            );
+            out.push(self.entry(id)?.ok_or_else(|| {
+                FsError::corrupt(
+                    CATALOG_TREE,
+                    format!("name points at missing entry {}", id.0),
+                )
+            })?);
         }
         Ok(out)
     }
@@ -313,7 +330,9 @@ impl<'t, 'a> Catalog<'t, 'a> {
         let mut ids = Vec::new();
         for r in self.t.tree(CATALOG_TREE)?.prefix(&prefix)? {
             let r = r?;
-            ids.push(SubvolId(u64::from_be_bytes(r.key[17..25].try_into().expect("8"))));
+            ids.push(SubvolId(u64::from_be_bytes(
+                r.key[17..25].try_into().expect("8"),
+            )));
         }
         let mut out = Vec::new();
         for id in ids {
@@ -324,12 +343,21 @@ impl<'t, 'a> Catalog<'t, 'a> {
 
     /// Writes an entry and its indexes.
     pub fn put(&mut self, info: &SubvolInfo, name_parent: u64) -> Result<()> {
-        self.t.insert(CATALOG_TREE, &entry_key(info.id.0), &info.encode())?;
         self.t
-            .insert(CATALOG_TREE, &name_key(name_parent, &info.name), &info.id.0.to_le_bytes())?;
-        self.t.insert(CATALOG_TREE, &uuid_key(&info.uuid), &info.id.0.to_le_bytes())?;
+            .insert(CATALOG_TREE, &entry_key(info.id.0), &info.encode())?;
+        self.t.insert(
+            CATALOG_TREE,
+            &name_key(name_parent, &info.name),
+            &info.id.0.to_le_bytes(),
+        )?;
+        self.t.insert(
+            CATALOG_TREE,
+            &uuid_key(&info.uuid),
+            &info.id.0.to_le_bytes(),
+        )?;
         if let Some(r) = info.received_uuid {
-            self.t.insert(CATALOG_TREE, &received_key(&r, info.id.0), &[])?;
+            self.t
+                .insert(CATALOG_TREE, &received_key(&r, info.id.0), &[])?;
         }
         for (k, v) in &info.metadata {
             self.t.insert(CATALOG_TREE, &meta_key(info.id.0, k), v)?;
@@ -340,7 +368,8 @@ impl<'t, 'a> Catalog<'t, 'a> {
     /// Removes an entry and its indexes (not its tree).
     pub fn remove(&mut self, info: &SubvolInfo, name_parent: u64) -> Result<()> {
         self.t.remove(CATALOG_TREE, &entry_key(info.id.0))?;
-        self.t.remove(CATALOG_TREE, &name_key(name_parent, &info.name))?;
+        self.t
+            .remove(CATALOG_TREE, &name_key(name_parent, &info.name))?;
         self.t.remove(CATALOG_TREE, &uuid_key(&info.uuid))?;
         if let Some(r) = info.received_uuid {
             self.t.remove(CATALOG_TREE, &received_key(&r, info.id.0))?;
@@ -356,7 +385,11 @@ impl<'t, 'a> Catalog<'t, 'a> {
     }
 
     pub fn count_named(&mut self, parent: u64) -> Result<usize> {
-        Ok(self.t.tree(CATALOG_TREE)?.prefix(&name_prefix(parent))?.count())
+        Ok(self
+            .t
+            .tree(CATALOG_TREE)?
+            .prefix(&name_prefix(parent))?
+            .count())
     }
 
     pub fn set_metadata(&mut self, id: SubvolId, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -405,7 +438,9 @@ mod tests {
             assert!(check_catalog_name(bad, true).is_err(), "{bad:?}");
         }
         assert_eq!(
-            check_catalog_name(&"x".repeat(256), false).unwrap_err().errno(),
+            check_catalog_name(&"x".repeat(256), false)
+                .unwrap_err()
+                .errno(),
             crate::error::errno::ENAMETOOLONG
         );
     }

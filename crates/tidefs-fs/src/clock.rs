@@ -61,6 +61,9 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timespec {
         let n = self.nanos.load(Ordering::SeqCst);
-        Timespec::new(n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000) as u32)
+        Timespec::new(
+            n.div_euclid(1_000_000_000),
+            n.rem_euclid(1_000_000_000) as u32,
+        )
     }
 }

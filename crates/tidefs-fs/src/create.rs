@@ -38,7 +38,13 @@ impl Cx<'_, '_> {
     }
 
     /// Creates a new inode named `parent/name`.
-    pub fn make_node(&mut self, parent: u64, name: &[u8], spec: NodeSpec<'_>, caller: &Caller) -> Result<Inode> {
+    pub fn make_node(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        spec: NodeSpec<'_>,
+        caller: &Caller,
+    ) -> Result<Inode> {
         if let Some(target) = spec.symlink_target {
             if target.is_empty() {
                 return Err(FsError::NotFound("empty symlink target".into()));
@@ -65,7 +71,12 @@ impl Cx<'_, '_> {
         } else {
             caller.gid
         };
-        if !is_dir && perm & S_ISGID != 0 && perm & S_IXGRP != 0 && !caller.is_root() && gid != caller.gid {
+        if !is_dir
+            && perm & S_ISGID != 0
+            && perm & S_IXGRP != 0
+            && !caller.is_root()
+            && gid != caller.gid
+        {
             perm &= !S_ISGID;
         }
         if spec.kind == FileKind::Symlink {
@@ -103,13 +114,18 @@ impl Cx<'_, '_> {
         // vfs_link's order: the new name must be free before the inode's type matters.
         let mut dir = self.prepare_new_name(new_parent, new_name)?;
         if inode.is_dir() {
-            return Err(FsError::NotPermitted(format!("hard link to directory {ino}")));
+            return Err(FsError::NotPermitted(format!(
+                "hard link to directory {ino}"
+            )));
         }
         if inode.nlink == 0 {
             return Err(FsError::NotFound(format!("inode {ino} has been unlinked")));
         }
         if inode.nlink >= LINKS_MAX {
-            return Err(FsError::TooManyLinks { ino, max: LINKS_MAX });
+            return Err(FsError::TooManyLinks {
+                ino,
+                max: LINKS_MAX,
+            });
         }
         self.add_entry(&mut dir, new_name, ino, inode.kind())?;
         dir.mtime = self.now;

@@ -24,7 +24,9 @@ use tidefs_store::TreeView;
 use crate::backref::paths_of;
 use crate::error::{FsError, Result};
 use crate::inode::Inode;
-use crate::keys::{inode_key, split_key, KIND_DATA, KIND_SYMLINK, KIND_XATTR, KIND_XATTR_CHUNK, SUBVOL_OBJECT};
+use crate::keys::{
+    inode_key, split_key, KIND_DATA, KIND_SYMLINK, KIND_XATTR, KIND_XATTR_CHUNK, SUBVOL_OBJECT,
+};
 use crate::subvol::Subvol;
 
 /// One line of a diff.
@@ -48,7 +50,11 @@ impl Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |p: &[u8]| std::ffi::OsStr::from_bytes(p).to_string_lossy().into_owned();
+        let show = |p: &[u8]| {
+            std::ffi::OsStr::from_bytes(p)
+                .to_string_lossy()
+                .into_owned()
+        };
         match self {
             Change::Added(p) => write!(f, "+ {}", show(p)),
             Change::Removed(p) => write!(f, "- {}", show(p)),
@@ -99,12 +105,17 @@ pub fn diff(a: &Subvol, b: &Subvol) -> Result<Vec<Change>> {
         let mut touched: std::collections::BTreeMap<u64, Touched> = Default::default();
         for d in va.diff(&vb)? {
             let d = d?;
-            let Some((obj, kind)) = split_key(&d.key) else { continue };
+            let Some((obj, kind)) = split_key(&d.key) else {
+                continue;
+            };
             if obj == SUBVOL_OBJECT {
                 continue;
             }
             let t = touched.entry(obj).or_default();
-            if matches!(kind, KIND_DATA | KIND_XATTR | KIND_XATTR_CHUNK | KIND_SYMLINK) {
+            if matches!(
+                kind,
+                KIND_DATA | KIND_XATTR | KIND_XATTR_CHUNK | KIND_SYMLINK
+            ) {
                 t.content = true;
             }
         }
@@ -118,11 +129,25 @@ pub fn diff(a: &Subvol, b: &Subvol) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-fn changes_of(va: &TreeView, vb: &TreeView, ino: u64, t: &Touched, out: &mut Vec<Change>) -> Result<()> {
+fn changes_of(
+    va: &TreeView,
+    vb: &TreeView,
+    ino: u64,
+    t: &Touched,
+    out: &mut Vec<Change>,
+) -> Result<()> {
     let old = inode_in(va, ino)?;
     let new = inode_in(vb, ino)?;
-    let old_paths = if old.is_some() { paths_of(va, ino)? } else { Vec::new() };
-    let new_paths = if new.is_some() { paths_of(vb, ino)? } else { Vec::new() };
+    let old_paths = if old.is_some() {
+        paths_of(va, ino)?
+    } else {
+        Vec::new()
+    };
+    let new_paths = if new.is_some() {
+        paths_of(vb, ino)?
+    } else {
+        Vec::new()
+    };
     match (&old, &new) {
         (Some(o), Some(n)) if o.generation == n.generation => {
             let olds: BTreeSet<&Vec<u8>> = old_paths.iter().collect();
@@ -136,7 +161,11 @@ fn changes_of(va: &TreeView, vb: &TreeView, ino: u64, t: &Touched, out: &mut Vec
                     to: added[i].clone(),
                 });
             }
-            out.extend(removed[pairs..].iter().map(|p| Change::Removed((*p).clone())));
+            out.extend(
+                removed[pairs..]
+                    .iter()
+                    .map(|p| Change::Removed((*p).clone())),
+            );
             out.extend(added[pairs..].iter().map(|p| Change::Added((*p).clone())));
             if t.content || attributes_changed(o, n) {
                 out.extend(new_paths.iter().map(|p| Change::Modified(p.clone())));

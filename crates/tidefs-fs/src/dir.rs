@@ -16,7 +16,9 @@
 use crate::cx::Cx;
 use crate::error::{FsError, Result};
 use crate::inode::{FileKind, Inode};
-use crate::keys::{backref_key, dirent_hash_key, dirent_index_key, kind_prefix, key_u64, le_u64, KIND_DIRENT_INDEX};
+use crate::keys::{
+    backref_key, dirent_hash_key, dirent_index_key, key_u64, kind_prefix, le_u64, KIND_DIRENT_INDEX,
+};
 use crate::limits::NAME_BYTES_MAX;
 
 /// 64-bit FNV-1a: stable across builds (it is part of the on-disk format) and cheap.
@@ -80,7 +82,8 @@ fn decode_hash_record(tree: tidefs_store::TreeId, mut v: &[u8]) -> Result<Vec<Di
             return Err(FsError::corrupt(tree, "directory hash record is truncated"));
         }
         let len = v[17] as usize;
-        let kind = FileKind::from_dtype(v[16]).ok_or_else(|| FsError::corrupt(tree, "bad entry type"))?;
+        let kind =
+            FileKind::from_dtype(v[16]).ok_or_else(|| FsError::corrupt(tree, "bad entry type"))?;
         out.push(DirEntry {
             ino: le_u64(v, 0),
             index: le_u64(v, 8),
@@ -104,9 +107,16 @@ fn encode_hash_record(entries: &[DirEntry]) -> Vec<u8> {
     v
 }
 
-pub(crate) fn decode_index_record(tree: tidefs_store::TreeId, index: u64, v: &[u8]) -> Result<DirEntry> {
+pub(crate) fn decode_index_record(
+    tree: tidefs_store::TreeId,
+    index: u64,
+    v: &[u8],
+) -> Result<DirEntry> {
     if v.len() < 9 {
-        return Err(FsError::corrupt(tree, "directory index record is truncated"));
+        return Err(FsError::corrupt(
+            tree,
+            "directory index record is truncated",
+        ));
     }
     Ok(DirEntry {
         ino: le_u64(v, 0),
@@ -132,11 +142,19 @@ impl Cx<'_, '_> {
         let Some(r) = self.get(&dirent_hash_key(dir, name_hash(name)))? else {
             return Ok(None);
         };
-        Ok(decode_hash_record(tree, &r.value)?.into_iter().find(|e| e.name == name))
+        Ok(decode_hash_record(tree, &r.value)?
+            .into_iter()
+            .find(|e| e.name == name))
     }
 
     /// Adds `name → ino` to `dir` (the caller saves `dir` afterwards) and the back-reference.
-    pub fn add_entry(&mut self, dir: &mut Inode, name: &[u8], ino: u64, kind: FileKind) -> Result<()> {
+    pub fn add_entry(
+        &mut self,
+        dir: &mut Inode,
+        name: &[u8],
+        ino: u64,
+        kind: FileKind,
+    ) -> Result<()> {
         let tree = self.tree;
         let index = dir.next_index;
         dir.next_index += 1;
@@ -188,7 +206,13 @@ impl Cx<'_, '_> {
 
     /// Points the existing entry `name` of `dir` at another inode (rename over a target,
     /// exchange), keeping its readdir index.
-    pub fn repoint_entry(&mut self, dir: u64, name: &[u8], ino: u64, kind: FileKind) -> Result<DirEntry> {
+    pub fn repoint_entry(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        ino: u64,
+        kind: FileKind,
+    ) -> Result<DirEntry> {
         let tree = self.tree;
         let hkey = dirent_hash_key(dir, name_hash(name));
         let mut entries = match self.get(&hkey)? {
@@ -215,11 +239,21 @@ impl Cx<'_, '_> {
     }
 
     pub fn dir_is_empty(&mut self, dir: u64) -> Result<bool> {
-        Ok(self.view()?.prefix(&kind_prefix(dir, KIND_DIRENT_INDEX))?.next().is_none())
+        Ok(self
+            .view()?
+            .prefix(&kind_prefix(dir, KIND_DIRENT_INDEX))?
+            .next()
+            .is_none())
     }
 
     /// Up to `max` entries of `dir` after `cookie` (see the module doc for cookies).
-    pub fn readdir(&mut self, dir: &Inode, parent: u64, cookie: u64, max: usize) -> Result<Vec<ReaddirEntry>> {
+    pub fn readdir(
+        &mut self,
+        dir: &Inode,
+        parent: u64,
+        cookie: u64,
+        max: usize,
+    ) -> Result<Vec<ReaddirEntry>> {
         let tree = self.tree;
         let mut out = Vec::new();
         if cookie == 0 && out.len() < max {
@@ -245,7 +279,8 @@ impl Cx<'_, '_> {
         let hi = dirent_index_key(dir.ino, u64::MAX);
         for r in self.view()?.range(lo.as_slice()..=hi.as_slice())? {
             let r = r?;
-            let index = key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(tree, "bad index key"))?;
+            let index =
+                key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(tree, "bad index key"))?;
             let e = decode_index_record(tree, index, &r.value)?;
             out.push(ReaddirEntry {
                 name: e.name,
@@ -266,7 +301,8 @@ impl Cx<'_, '_> {
         let mut out = Vec::new();
         for r in self.view()?.prefix(&kind_prefix(dir, KIND_DIRENT_INDEX))? {
             let r = r?;
-            let index = key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(tree, "bad index key"))?;
+            let index =
+                key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(tree, "bad index key"))?;
             out.push(decode_index_record(tree, index, &r.value)?);
         }
         Ok(out)
@@ -301,15 +337,24 @@ mod tests {
             },
         ];
         let v = encode_hash_record(&entries);
-        assert_eq!(decode_hash_record(tidefs_store::TreeId(2), &v).unwrap(), entries);
+        assert_eq!(
+            decode_hash_record(tidefs_store::TreeId(2), &v).unwrap(),
+            entries
+        );
         assert!(decode_hash_record(tidefs_store::TreeId(2), &v[..v.len() - 1]).is_err());
     }
 
     #[test]
     fn names_are_checked() {
         assert!(check_name(b"ok name\n\xff").is_ok());
-        assert_eq!(check_name(b"a/b").unwrap_err().errno(), crate::error::errno::EINVAL);
-        assert_eq!(check_name(&[b'a'; 256]).unwrap_err().errno(), crate::error::errno::ENAMETOOLONG);
+        assert_eq!(
+            check_name(b"a/b").unwrap_err().errno(),
+            crate::error::errno::EINVAL
+        );
+        assert_eq!(
+            check_name(&[b'a'; 256]).unwrap_err().errno(),
+            crate::error::errno::ENAMETOOLONG
+        );
         assert!(check_name(&[b'a'; 255]).is_ok());
     }
 }

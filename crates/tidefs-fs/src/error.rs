@@ -47,7 +47,11 @@ pub enum FsError {
     #[error("{0}: too many levels of directories or symbolic links")]
     Loop(String),
     #[error("inode {ino}: data at offset {offset} does not verify: {detail}")]
-    DataCorrupt { ino: u64, offset: u64, detail: String },
+    DataCorrupt {
+        ino: u64,
+        offset: u64,
+        detail: String,
+    },
     #[error("corrupt file system record in tree {tree}: {detail}")]
     Corrupt { tree: u64, detail: String },
     #[error("{op} {path}: {source}")]
@@ -107,7 +111,9 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         use errno::*;
         match self {
-            FsError::NotFound(_) | FsError::SubvolumeNotFound(_) | FsError::SnapshotNotFound(_) => ENOENT,
+            FsError::NotFound(_) | FsError::SubvolumeNotFound(_) | FsError::SnapshotNotFound(_) => {
+                ENOENT
+            }
             FsError::Exists(_) | FsError::SubvolumeExists(_) | FsError::SnapshotExists(_) => EEXIST,
             FsError::NotEmpty(_) | FsError::HasSnapshots { .. } => ENOTEMPTY,
             FsError::IsDir(_) => EISDIR,
@@ -145,7 +151,11 @@ impl FsError {
         }
     }
 
-    pub(crate) fn host(op: &'static str, path: &std::path::Path, source: std::io::Error) -> FsError {
+    pub(crate) fn host(
+        op: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> FsError {
         FsError::Host {
             op,
             path: path.display().to_string(),

@@ -9,7 +9,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec as HostTimespec, Timestamps, XattrFlags, CWD};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, Timespec as HostTimespec, Timestamps, XattrFlags, CWD,
+};
 
 use crate::clock::Timespec;
 use crate::error::{FsError, Result};
@@ -21,6 +23,9 @@ use crate::subvol::Subvol;
 
 /// Files up to this size are read with their directory's listing.
 const SMALL_FILE_BYTES: u64 = 1 << 20;
+
+/// Name/value pairs of an inode's xattrs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 struct Entry {
     name: Vec<u8>,
@@ -77,7 +82,12 @@ fn host_time(t: Timespec) -> HostTimespec {
 }
 
 /// Sets xattrs, owner, mode and times of `path` in that order.
-fn set_attrs(path: &Path, inode: &Inode, xattrs: &[(Vec<u8>, Vec<u8>)], stats: &mut CopyStats) -> Result<()> {
+fn set_attrs(
+    path: &Path,
+    inode: &Inode,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    stats: &mut CopyStats,
+) -> Result<()> {
     for (name, value) in xattrs {
         rustix::fs::lsetxattr(path, OsStr::from_bytes(name), value, XattrFlags::empty())
             .map_err(io_err("setxattr", path))?;
@@ -92,20 +102,37 @@ fn set_attrs(path: &Path, inode: &Inode, xattrs: &[(Vec<u8>, Vec<u8>)], stats: &
     )
     .map_err(io_err("chown", path))?;
     if inode.kind() != FileKind::Symlink {
-        rustix::fs::chmodat(CWD, path, Mode::from_raw_mode(inode.mode & 0o7777), AtFlags::empty())
-            .map_err(io_err("chmod", path))?;
+        rustix::fs::chmodat(
+            CWD,
+            path,
+            Mode::from_raw_mode(inode.mode & 0o7777),
+            AtFlags::empty(),
+        )
+        .map_err(io_err("chmod", path))?;
     }
     let times = Timestamps {
         last_access: host_time(inode.atime),
         last_modification: host_time(inode.mtime),
     };
-    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err("utimensat", path))
+    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(io_err("utimensat", path))
 }
 
 /// Writes the stored ranges of a file; what lies between stays a hole.
-fn write_file(sub: &Subvol, path: &Path, e: &Entry, stats: &mut CopyStats, progress: &mut Progress) -> Result<()> {
-    let fd = rustix::fs::openat(CWD, path, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
-        .map_err(io_err("create", path))?;
+fn write_file(
+    sub: &Subvol,
+    path: &Path,
+    e: &Entry,
+    stats: &mut CopyStats,
+    progress: &mut Progress,
+) -> Result<()> {
+    let fd = rustix::fs::openat(
+        CWD,
+        path,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(io_err("create", path))?;
     for ext in &e.extents {
         if ext.kind == ExtentKind::Prealloc {
             continue;
@@ -120,7 +147,8 @@ fn write_file(sub: &Subvol, path: &Path, e: &Entry, stats: &mut CopyStats, progr
             };
             let mut done = 0;
             while done < chunk.len() {
-                done += rustix::io::pwrite(&fd, &chunk[done..], off + done as u64).map_err(io_err("write", path))?;
+                done += rustix::io::pwrite(&fd, &chunk[done..], off + done as u64)
+                    .map_err(io_err("write", path))?;
             }
             off += n;
             stats.bytes += n;
@@ -132,14 +160,21 @@ fn write_file(sub: &Subvol, path: &Path, e: &Entry, stats: &mut CopyStats, progr
 
 /// Writes the tree of `sub` (a subvolume or snapshot) into `host_dir`, which must be
 /// missing or empty. `progress` is called after every directory.
-pub fn export(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<CopyStats> {
+pub fn export(
+    sub: &Subvol,
+    host_dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CopyStats> {
     std::fs::create_dir_all(host_dir).map_err(|e| FsError::host("mkdir", host_dir, e))?;
     if std::fs::read_dir(host_dir)
         .map_err(|e| FsError::host("readdir", host_dir, e))?
         .next()
         .is_some()
     {
-        return Err(FsError::Exists(format!("{} is not empty", host_dir.display())));
+        return Err(FsError::Exists(format!(
+            "{} is not empty",
+            host_dir.display()
+        )));
     }
     let mut stats = CopyStats::default();
     let mut prog = Progress::default();
@@ -154,7 +189,7 @@ pub fn export(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress))
         }
         Ok(v)
     })?;
-    let mut dirs: Vec<(PathBuf, Inode, Vec<(Vec<u8>, Vec<u8>)>)> = vec![(host_dir.to_path_buf(), root, root_xattrs)];
+    let mut dirs: Vec<(PathBuf, Inode, Xattrs)> = vec![(host_dir.to_path_buf(), root, root_xattrs)];
     let mut stack = vec![(ROOT_INO, host_dir.to_path_buf())];
     while let Some((dir, dir_path)) = stack.pop() {
         for e in list_dir(sub, dir)? {
@@ -162,7 +197,8 @@ pub fn export(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress))
             let kind = e.inode.kind();
             if kind != FileKind::Directory && e.inode.nlink > 1 {
                 if let Some(first) = linked.get(&e.inode.ino) {
-                    rustix::fs::linkat(CWD, first, CWD, &path, AtFlags::empty()).map_err(io_err("link", &path))?;
+                    rustix::fs::linkat(CWD, first, CWD, &path, AtFlags::empty())
+                        .map_err(io_err("link", &path))?;
                     stats.hard_links += 1;
                     prog.entries += 1;
                     continue;
@@ -171,7 +207,8 @@ pub fn export(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress))
             }
             match kind {
                 FileKind::Directory => {
-                    rustix::fs::mkdirat(CWD, &path, Mode::from_raw_mode(0o700)).map_err(io_err("mkdir", &path))?;
+                    rustix::fs::mkdirat(CWD, &path, Mode::from_raw_mode(0o700))
+                        .map_err(io_err("mkdir", &path))?;
                     stack.push((e.inode.ino, path.clone()));
                     dirs.push((path, e.inode, e.xattrs));
                     stats.dirs += 1;
@@ -183,7 +220,8 @@ pub fn export(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress))
                     stats.files += 1;
                 }
                 FileKind::Symlink => {
-                    rustix::fs::symlinkat(OsStr::from_bytes(&e.symlink), CWD, &path).map_err(io_err("symlink", &path))?;
+                    rustix::fs::symlinkat(OsStr::from_bytes(&e.symlink), CWD, &path)
+                        .map_err(io_err("symlink", &path))?;
                     stats.symlinks += 1;
                 }
                 special => {

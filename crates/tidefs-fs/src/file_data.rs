@@ -33,7 +33,9 @@ use crate::cx::Cx;
 use crate::error::{FsError, Result};
 use crate::inode::Inode;
 use crate::keys::{data_key, kind_prefix, KIND_DATA};
-use crate::limits::{DATA_BLOCK_BYTES, EXTENT_RECORD_BLOCKS_MAX, FILE_BYTES_MAX, INLINE_DATA_BYTES_MAX};
+use crate::limits::{
+    DATA_BLOCK_BYTES, EXTENT_RECORD_BLOCKS_MAX, FILE_BYTES_MAX, INLINE_DATA_BYTES_MAX,
+};
 
 const B: u64 = DATA_BLOCK_BYTES as u64;
 const TYPE_INLINE: u8 = 0;
@@ -66,7 +68,11 @@ impl BlockRec {
 
     fn payload(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(12 + self.crcs.as_ref().map_or(0, |c| 4 * c.len()));
-        v.push(if self.crcs.is_some() { TYPE_DATA } else { TYPE_PREALLOC });
+        v.push(if self.crcs.is_some() {
+            TYPE_DATA
+        } else {
+            TYPE_PREALLOC
+        });
         v.extend_from_slice(&[0, 0, 0]);
         v.extend_from_slice(&(self.ext_off as u32).to_le_bytes());
         v.extend_from_slice(&(self.len as u32).to_le_bytes());
@@ -118,11 +124,15 @@ enum DataRecord {
 
 fn decode(tree: tidefs_store::TreeId, r: &tidefs_store::Record) -> Result<DataRecord> {
     let bad = |what: &str| FsError::corrupt(tree, format!("data record: {what}"));
-    let offset = tidefs_store::parse_key3(&r.key).ok_or_else(|| bad("bad key"))?.2;
+    let offset = tidefs_store::parse_key3(&r.key)
+        .ok_or_else(|| bad("bad key"))?
+        .2;
     let v = &r.value;
     match (v.first().copied(), r.extent) {
         (Some(TYPE_INLINE), None) if offset == 0 => Ok(DataRecord::Inline(v[1..].to_vec())),
-        (Some(t @ (TYPE_DATA | TYPE_PREALLOC)), Some(extent)) if v.len() >= 12 && offset % B == 0 => {
+        (Some(t @ (TYPE_DATA | TYPE_PREALLOC)), Some(extent))
+            if v.len() >= 12 && offset.is_multiple_of(B) =>
+        {
             let ext_off = u64::from(u32::from_le_bytes(v[4..8].try_into().expect("4")));
             let len = u64::from(u32::from_le_bytes(v[8..12].try_into().expect("4")));
             if ext_off + len > u64::from(extent.blocks) || len == 0 {
@@ -166,7 +176,11 @@ impl Cx<'_, '_> {
     }
 
     fn has_data_records(&mut self, ino: u64) -> Result<bool> {
-        Ok(self.view()?.prefix(&kind_prefix(ino, KIND_DATA))?.next().is_some())
+        Ok(self
+            .view()?
+            .prefix(&kind_prefix(ino, KIND_DATA))?
+            .next()
+            .is_some())
     }
 
     /// Block records overlapping file blocks `[lo, hi)`, in order.
@@ -177,14 +191,20 @@ impl Cx<'_, '_> {
         let hi_key = data_key(ino, hi.saturating_mul(B));
         let first_key = data_key(ino, 0);
         let mut out = Vec::new();
-        if let Some(r) = view.range_rev(first_key.as_slice()..=lo_key.as_slice())?.next() {
+        if let Some(r) = view
+            .range_rev(first_key.as_slice()..=lo_key.as_slice())?
+            .next()
+        {
             if let DataRecord::Block(b) = decode(tree, &r?)? {
                 if b.end() > lo {
                     out.push(b);
                 }
             }
         }
-        let range = (Bound::Excluded(lo_key.as_slice()), Bound::Excluded(hi_key.as_slice()));
+        let range = (
+            Bound::Excluded(lo_key.as_slice()),
+            Bound::Excluded(hi_key.as_slice()),
+        );
         for r in view.range(range)? {
             if let DataRecord::Block(b) = decode(tree, &r?)? {
                 out.push(b);
@@ -201,7 +221,8 @@ impl Cx<'_, '_> {
             let from = rec.start.max(lo);
             let to = rec.end().min(lo + n);
             let dst = &mut buf[((from - lo) * B) as usize..((to - lo) * B) as usize];
-            self.t.read_extent(rec.extent, (rec.ext_off + from - rec.start) * B, dst)?;
+            self.t
+                .read_extent(rec.extent, (rec.ext_off + from - rec.start) * B, dst)?;
             for (i, block) in dst.chunks(DATA_BLOCK_BYTES).enumerate() {
                 let want = crcs[(from - rec.start) as usize + i];
                 let got = crc32c::crc32c(block);
@@ -230,7 +251,8 @@ impl Cx<'_, '_> {
             let mut out = vec![0u8; (end - offset) as usize];
             let have = (inline.len() as u64).min(end);
             if offset < have {
-                out[..(have - offset) as usize].copy_from_slice(&inline[offset as usize..have as usize]);
+                out[..(have - offset) as usize]
+                    .copy_from_slice(&inline[offset as usize..have as usize]);
             }
             return Ok(out);
         }
@@ -261,8 +283,12 @@ impl Cx<'_, '_> {
     }
 
     fn put_block_rec(&mut self, ino: u64, rec: &BlockRec) -> Result<()> {
-        self.t
-            .insert_with_extent(self.tree, &data_key(ino, rec.start * B), rec.extent, &rec.payload())?;
+        self.t.insert_with_extent(
+            self.tree,
+            &data_key(ino, rec.start * B),
+            rec.extent,
+            &rec.payload(),
+        )?;
         Ok(())
     }
 
@@ -296,11 +322,11 @@ impl Cx<'_, '_> {
         let lo = offset / B;
         let hi = end.div_ceil(B);
         let mut buf = vec![0u8; ((hi - lo) * B) as usize];
-        if offset % B != 0 {
+        if !offset.is_multiple_of(B) {
             let head = self.read_blocks(inode.ino, lo, 1)?;
             buf[..DATA_BLOCK_BYTES].copy_from_slice(&head);
         }
-        if end % B != 0 && (hi - 1 != lo || offset % B == 0) {
+        if !end.is_multiple_of(B) && (hi - 1 != lo || offset.is_multiple_of(B)) {
             let tail = self.read_blocks(inode.ino, hi - 1, 1)?;
             let at = buf.len() - DATA_BLOCK_BYTES;
             buf[at..].copy_from_slice(&tail);
@@ -327,7 +353,9 @@ impl Cx<'_, '_> {
         let end = offset + data.len() as u64;
         let new_size = inode.size.max(end);
         let inline = self.inline_data(inode.ino)?;
-        if new_size <= INLINE_DATA_BYTES_MAX as u64 && (inline.is_some() || !self.has_data_records(inode.ino)?) {
+        if new_size <= INLINE_DATA_BYTES_MAX as u64
+            && (inline.is_some() || !self.has_data_records(inode.ino)?)
+        {
             let mut bytes = inline.unwrap_or_default();
             if bytes.len() < end as usize {
                 bytes.resize(end as usize, 0);
@@ -377,10 +405,10 @@ impl Cx<'_, '_> {
         let last_full = to / B;
         if first_full < last_full {
             inode.blocks -= self.cut_blocks(inode.ino, first_full, last_full)?;
-            if from % B != 0 {
+            if !from.is_multiple_of(B) {
                 self.zero_within_block(inode, from, first_full * B)?;
             }
-            if to % B != 0 {
+            if !to.is_multiple_of(B) {
                 self.zero_within_block(inode, last_full * B, to)?;
             }
         } else if from / B == (to - 1) / B {
@@ -416,7 +444,7 @@ impl Cx<'_, '_> {
         } else {
             let keep = size.div_ceil(B);
             inode.blocks -= self.cut_blocks(inode.ino, keep, u64::MAX / B)?;
-            if size % B != 0 && size < inode.size {
+            if !size.is_multiple_of(B) && size < inode.size {
                 self.zero_within_block(inode, size, keep * B)?;
             }
         }
@@ -425,7 +453,13 @@ impl Cx<'_, '_> {
     }
 
     /// fallocate: preallocate (optionally keeping the size), punch a hole, or zero a range.
-    pub fn fallocate_data(&mut self, inode: &mut Inode, mode: u32, offset: u64, len: u64) -> Result<()> {
+    pub fn fallocate_data(
+        &mut self,
+        inode: &mut Inode,
+        mode: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<()> {
         let end = offset + len;
         let keep_size = mode & falloc::KEEP_SIZE != 0;
         if mode & (falloc::PUNCH_HOLE | falloc::ZERO_RANGE) != 0 {

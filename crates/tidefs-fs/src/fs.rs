@@ -178,7 +178,12 @@ impl Fs {
         self.create_snapshot_with(subvol, snap, SnapshotOptions::default())
     }
 
-    pub fn create_snapshot_with(&self, subvol: &str, snap: &str, opts: SnapshotOptions) -> Result<SubvolInfo> {
+    pub fn create_snapshot_with(
+        &self,
+        subvol: &str,
+        snap: &str,
+        opts: SnapshotOptions,
+    ) -> Result<SubvolInfo> {
         check_catalog_name(snap, false)?;
         let now = self.now();
         self.catalog(|c| {
@@ -271,7 +276,10 @@ impl Fs {
     /// Catalog metadata stays changeable on read-only snapshots.
     pub fn set_metadata(&self, id: SubvolId, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         if key.is_empty() || key.len() > NAME_BYTES_MAX {
-            return Err(FsError::Invalid(format!("metadata key of {} bytes", key.len())));
+            return Err(FsError::Invalid(format!(
+                "metadata key of {} bytes",
+                key.len()
+            )));
         }
         self.catalog(|c| {
             c.entry(id)?
@@ -297,7 +305,10 @@ impl Fs {
     }
 
     pub fn info(&self, id: SubvolId) -> Result<SubvolInfo> {
-        self.catalog(|c| c.entry(id)?.ok_or_else(|| FsError::SubvolumeNotFound(format!("id {}", id.0))))
+        self.catalog(|c| {
+            c.entry(id)?
+                .ok_or_else(|| FsError::SubvolumeNotFound(format!("id {}", id.0)))
+        })
     }
 
     pub fn find_by_uuid(&self, u: &Uuid) -> Result<Option<SubvolInfo>> {
@@ -351,16 +362,32 @@ impl Fs {
     }
 
     /// Hard-links across two handles: EXDEV unless both are the same subvolume.
-    pub fn link_between(&self, from: &Subvol, ino: u64, to: &Subvol, new_parent: u64, new_name: &[u8]) -> Result<Inode> {
+    pub fn link_between(
+        &self,
+        from: &Subvol,
+        ino: u64,
+        to: &Subvol,
+        new_parent: u64,
+        new_name: &[u8],
+    ) -> Result<Inode> {
         if from.info().tree != to.info().tree {
-            return Err(FsError::CrossDevice(format!("link from {} to {}", from.info().name, to.info().name)));
+            return Err(FsError::CrossDevice(format!(
+                "link from {} to {}",
+                from.info().name,
+                to.info().name
+            )));
         }
         from.link(ino, new_parent, new_name)
     }
 }
 
 /// Writes the header and root directory of a new subvolume tree.
-pub(crate) fn init_subvol_tree(t: &mut WriteTxn<'_>, tree: TreeId, now: Timespec, caller: &Caller) -> Result<()> {
+pub(crate) fn init_subvol_tree(
+    t: &mut WriteTxn<'_>,
+    tree: TreeId,
+    now: Timespec,
+    caller: &Caller,
+) -> Result<()> {
     let mut cx = Cx::new(t, tree, now);
     cx.put_header(&SubvolHeader::fresh())?;
     let mut root = cx.new_inode(crate::inode::NewInode {

@@ -49,6 +49,9 @@ impl fmt::Display for FsProblem {
     }
 }
 
+/// One file's data records: inline length, block records as (first block, blocks).
+type FileData = (Option<u64>, Vec<(u64, u64)>);
+
 #[derive(Default)]
 struct Seen {
     inodes: BTreeMap<u64, Inode>,
@@ -60,7 +63,7 @@ struct Seen {
     by_hash: BTreeMap<(u64, Vec<u8>), (u64, u8, u64)>,
     orphans: BTreeSet<u64>,
     /// ino → (inline length, block records (start, len))
-    data: HashMap<u64, (Option<u64>, Vec<(u64, u64)>)>,
+    data: HashMap<u64, FileData>,
     symlink_bytes: HashMap<u64, u64>,
     header_count: Option<u64>,
 }
@@ -117,7 +120,12 @@ fn check_tree(cx: &mut Cx<'_, '_>, verify_data: bool) -> Result<Vec<FsProblem>> 
     check_ancestry(&mut c, &s);
     check_data(&mut c, &s);
     if verify_data {
-        let inodes: Vec<Inode> = s.inodes.values().filter(|i| i.kind() == FileKind::Regular).cloned().collect();
+        let inodes: Vec<Inode> = s
+            .inodes
+            .values()
+            .filter(|i| i.kind() == FileKind::Regular)
+            .cloned()
+            .collect();
         for inode in inodes {
             // Only stored ranges: a sparse file may be exabytes of holes.
             'file: for ext in cx.file_extents(&inode)? {
@@ -157,14 +165,20 @@ fn collect(c: &mut Checker, s: &mut Seen, r: &tidefs_store::Record) -> Result<()
         },
         KIND_BACKREF => {
             let parent = key_u64(&r.key, 9).unwrap_or(0);
-            let index = if r.value.len() == 8 { le_u64(&r.value, 0) } else { u64::MAX };
-            s.backrefs.insert((obj, parent, r.key[17..].to_vec()), index);
+            let index = if r.value.len() == 8 {
+                le_u64(&r.value, 0)
+            } else {
+                u64::MAX
+            };
+            s.backrefs
+                .insert((obj, parent, r.key[17..].to_vec()), index);
         }
         KIND_DIRENT_INDEX => {
             let index = key_u64(&r.key, 9).unwrap_or(0);
             match decode_index_record(tree, index, &r.value) {
                 Ok(e) => {
-                    s.by_index.insert((obj, e.name), (e.ino, e.kind.dtype(), index));
+                    s.by_index
+                        .insert((obj, e.name), (e.ino, e.kind.dtype(), index));
                 }
                 Err(e) => c.problem(ino, e.to_string()),
             }
@@ -179,9 +193,16 @@ fn collect(c: &mut Checker, s: &mut Seen, r: &tidefs_store::Record) -> Result<()
                 }
                 let name = v[18..18 + v[17] as usize].to_vec();
                 if name_hash(&name) != hash {
-                    c.problem(ino, format!("entry {:?} filed under the wrong hash", String::from_utf8_lossy(&name)));
+                    c.problem(
+                        ino,
+                        format!(
+                            "entry {:?} filed under the wrong hash",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    );
                 }
-                s.by_hash.insert((obj, name), (le_u64(v, 0), v[16], le_u64(v, 8)));
+                s.by_hash
+                    .insert((obj, name), (le_u64(v, 0), v[16], le_u64(v, 8)));
                 v = &v[18 + v[17] as usize..];
             }
         }
@@ -194,7 +215,7 @@ fn collect(c: &mut Checker, s: &mut Seen, r: &tidefs_store::Record) -> Result<()
                 (None, Some(0)) => e.0 = Some(r.value.len() as u64 - 1),
                 (Some(_), Some(1 | 2)) if r.value.len() >= 12 => {
                     let len = u64::from(le_u32(&r.value, 8));
-                    if offset % DATA_BLOCK_BYTES as u64 != 0 {
+                    if !offset.is_multiple_of(DATA_BLOCK_BYTES as u64) {
                         c.problem(ino, format!("data record at unaligned offset {offset}"));
                     }
                     e.1.push((offset / DATA_BLOCK_BYTES as u64, len));
@@ -212,31 +233,61 @@ fn check_entries(c: &mut Checker, s: &Seen) {
         let shown = String::from_utf8_lossy(name);
         match s.by_hash.get(&(*dir, name.clone())) {
             Some(h) if h == &(*ino, *dtype, *index) => {}
-            Some(_) => c.problem(Some(*dir), format!("entry {shown:?}: hash and index records disagree")),
+            Some(_) => c.problem(
+                Some(*dir),
+                format!("entry {shown:?}: hash and index records disagree"),
+            ),
             None => c.problem(Some(*dir), format!("entry {shown:?} has no hash record")),
         }
         match s.backrefs.get(&(*ino, *dir, name.clone())) {
             Some(i) if i == index => {}
-            Some(_) => c.problem(Some(*ino), format!("back-reference {dir}/{shown:?} has the wrong index")),
-            None => c.problem(Some(*ino), format!("entry {dir}/{shown:?} has no back-reference")),
+            Some(_) => c.problem(
+                Some(*ino),
+                format!("back-reference {dir}/{shown:?} has the wrong index"),
+            ),
+            None => c.problem(
+                Some(*ino),
+                format!("entry {dir}/{shown:?} has no back-reference"),
+            ),
         }
         match s.inodes.get(ino) {
             Some(i) if i.kind().dtype() == *dtype => {}
-            Some(_) => c.problem(Some(*ino), format!("entry {dir}/{shown:?} has the wrong type")),
-            None => c.problem(Some(*dir), format!("entry {shown:?} points at missing inode {ino}")),
+            Some(_) => c.problem(
+                Some(*ino),
+                format!("entry {dir}/{shown:?} has the wrong type"),
+            ),
+            None => c.problem(
+                Some(*dir),
+                format!("entry {shown:?} points at missing inode {ino}"),
+            ),
         }
         if s.inodes.get(dir).is_some_and(|d| *index >= d.next_index) {
-            c.problem(Some(*dir), format!("entry {shown:?} has index {index} past the next index"));
+            c.problem(
+                Some(*dir),
+                format!("entry {shown:?} has index {index} past the next index"),
+            );
         }
     }
     for (dir, name) in s.by_hash.keys() {
         if !s.by_index.contains_key(&(*dir, name.clone())) {
-            c.problem(Some(*dir), format!("entry {:?} has no index record", String::from_utf8_lossy(name)));
+            c.problem(
+                Some(*dir),
+                format!(
+                    "entry {:?} has no index record",
+                    String::from_utf8_lossy(name)
+                ),
+            );
         }
     }
     for (ino, parent, name) in s.backrefs.keys() {
         if !s.by_index.contains_key(&(*parent, name.clone())) {
-            c.problem(Some(*ino), format!("back-reference {parent}/{:?} has no entry", String::from_utf8_lossy(name)));
+            c.problem(
+                Some(*ino),
+                format!(
+                    "back-reference {parent}/{:?} has no entry",
+                    String::from_utf8_lossy(name)
+                ),
+            );
         }
     }
 }
@@ -255,26 +306,46 @@ fn check_links(c: &mut Checker, s: &Seen) {
         *sizes.entry(*dir).or_default() += 2 * name.len() as u64;
     }
     if s.header_count != Some(s.inodes.len() as u64) {
-        c.problem(None, format!("header counts {:?} inodes, tree holds {}", s.header_count, s.inodes.len()));
+        c.problem(
+            None,
+            format!(
+                "header counts {:?} inodes, tree holds {}",
+                s.header_count,
+                s.inodes.len()
+            ),
+        );
     }
     for (ino, inode) in &s.inodes {
         let n = names.get(ino).copied().unwrap_or(0);
         let orphan = s.orphans.contains(ino);
         if (inode.nlink == 0) != orphan {
-            c.problem(Some(*ino), format!("nlink {} but orphan list entry {}", inode.nlink, orphan));
+            c.problem(
+                Some(*ino),
+                format!("nlink {} but orphan list entry {}", inode.nlink, orphan),
+            );
         }
         if inode.is_dir() {
             let want_names = u32::from(*ino != ROOT_INO && inode.nlink > 0);
             if n != want_names {
                 c.problem(Some(*ino), format!("directory has {n} names"));
             }
-            let want = if inode.nlink == 0 { 0 } else { 2 + subdirs.get(ino).copied().unwrap_or(0) };
+            let want = if inode.nlink == 0 {
+                0
+            } else {
+                2 + subdirs.get(ino).copied().unwrap_or(0)
+            };
             if inode.nlink != want {
-                c.problem(Some(*ino), format!("directory nlink {} but {} expected", inode.nlink, want));
+                c.problem(
+                    Some(*ino),
+                    format!("directory nlink {} but {} expected", inode.nlink, want),
+                );
             }
             let size = sizes.get(ino).copied().unwrap_or(0);
             if inode.size != size {
-                c.problem(Some(*ino), format!("directory size {} but entries add up to {size}", inode.size));
+                c.problem(
+                    Some(*ino),
+                    format!("directory size {} but entries add up to {size}", inode.size),
+                );
             }
         } else if inode.nlink != n {
             c.problem(Some(*ino), format!("nlink {} but {n} names", inode.nlink));
@@ -322,7 +393,10 @@ fn check_data(c: &mut Checker, s: &Seen) {
             FileKind::Regular => {}
             FileKind::Symlink => {
                 if s.symlink_bytes.get(ino).copied().unwrap_or(0) != inode.size {
-                    c.problem(Some(*ino), "symlink target length differs from the size".into());
+                    c.problem(
+                        Some(*ino),
+                        "symlink target length differs from the size".into(),
+                    );
                 }
                 continue;
             }
@@ -338,20 +412,29 @@ fn check_data(c: &mut Checker, s: &Seen) {
                 c.problem(Some(*ino), "inline data and block records together".into());
             }
             if len > inode.size {
-                c.problem(Some(*ino), format!("inline data of {len} bytes past the size {}", inode.size));
+                c.problem(
+                    Some(*ino),
+                    format!("inline data of {len} bytes past the size {}", inode.size),
+                );
             }
         }
         let mut end = 0;
         let mut total = 0;
         for (start, len) in &blocks {
             if *start < end {
-                c.problem(Some(*ino), format!("block records overlap at block {start}"));
+                c.problem(
+                    Some(*ino),
+                    format!("block records overlap at block {start}"),
+                );
             }
             end = start + len;
             total += len;
         }
         if total != inode.blocks {
-            c.problem(Some(*ino), format!("inode counts {} blocks, records hold {total}", inode.blocks));
+            c.problem(
+                Some(*ino),
+                format!("inode counts {} blocks, records hold {total}", inode.blocks),
+            );
         }
     }
     for ino in s.data.keys().chain(s.symlink_bytes.keys()) {

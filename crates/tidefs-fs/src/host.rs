@@ -42,8 +42,17 @@ pub(crate) fn lstat(path: &Path) -> Result<HostMeta> {
     })
 }
 
-pub(crate) fn io_err<'p>(op: &'static str, path: &'p Path) -> impl Fn(rustix::io::Errno) -> FsError + 'p {
-    move |e| FsError::host(op, path, std::io::Error::from_raw_os_error(e.raw_os_error()))
+pub(crate) fn io_err<'p>(
+    op: &'static str,
+    path: &'p Path,
+) -> impl Fn(rustix::io::Errno) -> FsError + 'p {
+    move |e| {
+        FsError::host(
+            op,
+            path,
+            std::io::Error::from_raw_os_error(e.raw_os_error()),
+        )
+    }
 }
 
 /// Every xattr of `path` (not following symlinks), by name.

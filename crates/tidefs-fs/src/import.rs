@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 use crate::clock::Timespec;
 use crate::cx::Cx;
@@ -86,7 +86,10 @@ fn walk(root: &Path, tx: &SyncSender<Result<Vec<Item>>>) -> Result<()> {
     while let Some((dir, id)) = stack.pop() {
         let mut names: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| FsError::host("readdir", &dir, e))?
-            .map(|e| e.map(|e| e.file_name()).map_err(|e| FsError::host("readdir", &dir, e)))
+            .map(|e| {
+                e.map(|e| e.file_name())
+                    .map_err(|e| FsError::host("readdir", &dir, e))
+            })
             .collect::<Result<_>>()?;
         names.sort();
         for name in names {
@@ -119,10 +122,8 @@ fn walk(root: &Path, tx: &SyncSender<Result<Vec<Item>>>) -> Result<()> {
                 xattrs: read_xattrs(&path)?,
                 body,
             });
-            if batch.len() >= BATCH_ITEMS {
-                if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                    return Ok(()); // the importer stopped
-                }
+            if batch.len() >= BATCH_ITEMS && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                return Ok(()); // the importer stopped
             }
         }
     }
@@ -153,7 +154,12 @@ impl Importer<'_> {
         self.dir_inos[id] = ino;
     }
 
-    fn apply_xattrs(&mut self, cx: &mut Cx<'_, '_>, inode: &Inode, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    fn apply_xattrs(
+        &mut self,
+        cx: &mut Cx<'_, '_>,
+        inode: &Inode,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
         for (name, value) in xattrs {
             if check_xattr_name(inode, name, true).is_err() {
                 self.stats.xattrs_skipped += 1;
@@ -211,9 +217,8 @@ impl Importer<'_> {
         }
         check_name(&item.name)?;
         let parent_ino = self.dir_inos[item.parent];
-        if !dirs.contains_key(&parent_ino) {
-            let p = cx.inode(parent_ino)?;
-            dirs.insert(parent_ino, p);
+        if let std::collections::hash_map::Entry::Vacant(v) = dirs.entry(parent_ino) {
+            v.insert(cx.inode(parent_ino)?);
         }
         let kind = FileKind::from_mode(m.mode).unwrap_or(FileKind::Regular);
         if kind != FileKind::Directory && m.nlink > 1 {
@@ -234,7 +239,11 @@ impl Importer<'_> {
                 mode: m.mode,
                 uid: m.uid,
                 gid: m.gid,
-                rdev: if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) { m.rdev } else { 0 },
+                rdev: if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+                    m.rdev
+                } else {
+                    0
+                },
             },
         );
         inode.nlink = if kind == FileKind::Directory { 2 } else { 1 };
@@ -280,7 +289,13 @@ impl Importer<'_> {
     }
 
     /// Streams a big file's data segments (holes stay holes), one store call per chunk.
-    fn copy_big_file(&mut self, ino: u64, path: &Path, meta: &HostMeta, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    fn copy_big_file(
+        &mut self,
+        ino: u64,
+        path: &Path,
+        meta: &HostMeta,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
         use rustix::fs::SeekFrom;
         let file = std::fs::File::open(path).map_err(|e| FsError::host("open", path, e))?;
         let fd = file.as_fd();
@@ -292,11 +307,13 @@ impl Importer<'_> {
                 Err(rustix::io::Errno::NXIO) => break, // only a hole is left
                 Err(e) => return Err(io_err("seek data", path)(e)),
             };
-            let end = rustix::fs::seek(fd, SeekFrom::Hole(start)).map_err(io_err("seek hole", path))?;
+            let end =
+                rustix::fs::seek(fd, SeekFrom::Hole(start)).map_err(io_err("seek hole", path))?;
             let mut off = start;
             while off < end {
                 let n = ((end - off) as usize).min(COPY_CHUNK_BYTES);
-                let got = rustix::io::pread(fd, &mut buf[..n], off).map_err(io_err("read", path))?;
+                let got =
+                    rustix::io::pread(fd, &mut buf[..n], off).map_err(io_err("read", path))?;
                 if got == 0 {
                     break;
                 }
@@ -341,7 +358,11 @@ impl Importer<'_> {
 
 /// Copies the tree under `host_dir` into the root of `sub` (which should be empty; names
 /// that exist already fail with EEXIST). `progress` is called after every batch.
-pub fn import(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<CopyStats> {
+pub fn import(
+    sub: &Subvol,
+    host_dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CopyStats> {
     let mut imp = Importer {
         sub,
         dir_inos: vec![ROOT_INO],
@@ -351,7 +372,7 @@ pub fn import(sub: &Subvol, host_dir: &Path, progress: &mut dyn FnMut(Progress))
         progress: Progress::default(),
     };
     std::thread::scope(|scope| {
-        let (tx, rx): (SyncSender<Result<Vec<Item>>>, Receiver<Result<Vec<Item>>>) = sync_channel(BATCHES_AHEAD);
+        let (tx, rx) = sync_channel::<Result<Vec<Item>>>(BATCHES_AHEAD);
         let walker = scope.spawn(move || {
             if let Err(e) = walk(host_dir, &tx) {
                 let _ = tx.send(Err(e));

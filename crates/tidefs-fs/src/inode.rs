@@ -185,7 +185,10 @@ impl Inode {
         b[48..56].copy_from_slice(&self.generation.to_le_bytes());
         b[56..64].copy_from_slice(&self.blocks.to_le_bytes());
         b[64..72].copy_from_slice(&self.next_index.to_le_bytes());
-        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime].iter().enumerate() {
+        for (i, t) in [self.atime, self.mtime, self.ctime, self.btime]
+            .iter()
+            .enumerate()
+        {
             let at = 72 + 12 * i;
             b[at..at + 8].copy_from_slice(&t.sec.to_le_bytes());
             b[at + 8..at + 12].copy_from_slice(&t.nsec.to_le_bytes());
@@ -280,7 +283,8 @@ impl Cx<'_, '_> {
         let r = self
             .get(&header_key())?
             .ok_or_else(|| FsError::corrupt(tree, "subvolume header is missing"))?;
-        SubvolHeader::decode(&r.value).ok_or_else(|| FsError::corrupt(tree, "subvolume header does not decode"))
+        SubvolHeader::decode(&r.value)
+            .ok_or_else(|| FsError::corrupt(tree, "subvolume header does not decode"))
     }
 
     pub fn put_header(&mut self, h: &SubvolHeader) -> Result<()> {

@@ -61,7 +61,12 @@ pub(crate) fn kind_prefix(ino: u64, kind: u8) -> Vec<u8> {
 }
 
 pub(crate) fn backref_key(ino: u64, parent: u64, name: &[u8]) -> Vec<u8> {
-    KeyBuf::new().u64(ino).u8(KIND_BACKREF).u64(parent).bytes(name).build()
+    KeyBuf::new()
+        .u64(ino)
+        .u8(KIND_BACKREF)
+        .u64(parent)
+        .bytes(name)
+        .build()
 }
 
 pub(crate) fn dirent_hash_key(dir: u64, hash: u64) -> Vec<u8> {
@@ -78,7 +83,13 @@ pub(crate) fn xattr_key(ino: u64, name: &[u8]) -> Vec<u8> {
 
 pub(crate) fn xattr_chunk_key(ino: u64, name: &[u8], chunk: u32) -> Vec<u8> {
     // Names never hold NUL, so the 0x00 separator keeps (name, chunk) unambiguous.
-    KeyBuf::new().u64(ino).u8(KIND_XATTR_CHUNK).bytes(name).u8(0).u32(chunk).build()
+    KeyBuf::new()
+        .u64(ino)
+        .u8(KIND_XATTR_CHUNK)
+        .bytes(name)
+        .u8(0)
+        .u32(chunk)
+        .build()
 }
 
 pub(crate) fn symlink_key(ino: u64, chunk: u64) -> Vec<u8> {

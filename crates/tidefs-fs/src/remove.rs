@@ -19,7 +19,11 @@ pub(crate) type IsOpen<'a> = &'a dyn Fn(u64) -> bool;
 /// remove or rename the entry. The kernel checks this for FUSE too; library callers such
 /// as the CLI rely on this check.
 pub(crate) fn check_sticky(dir: &Inode, victim: &Inode, caller: &Caller) -> Result<()> {
-    if dir.mode & S_ISVTX != 0 && !caller.is_root() && caller.uid != dir.uid && caller.uid != victim.uid {
+    if dir.mode & S_ISVTX != 0
+        && !caller.is_root()
+        && caller.uid != dir.uid
+        && caller.uid != victim.uid
+    {
         return Err(FsError::NotPermitted(format!(
             "inode {} in sticky directory {} belongs to someone else",
             victim.ino, dir.ino
@@ -32,7 +36,11 @@ impl Cx<'_, '_> {
     /// Drops one name of `inode` (already removed from its directory). At nlink 0 the
     /// inode is freed, or kept on the orphan list while it is open.
     pub fn drop_link(&mut self, mut inode: Inode, is_open: IsOpen<'_>) -> Result<()> {
-        inode.nlink = if inode.is_dir() { 0 } else { inode.nlink.saturating_sub(1) };
+        inode.nlink = if inode.is_dir() {
+            0
+        } else {
+            inode.nlink.saturating_sub(1)
+        };
         inode.ctime = self.now;
         if inode.nlink > 0 {
             return self.put_inode(&inode);
@@ -57,7 +65,13 @@ impl Cx<'_, '_> {
         Ok(())
     }
 
-    pub fn unlink(&mut self, parent: u64, name: &[u8], caller: &Caller, is_open: IsOpen<'_>) -> Result<()> {
+    pub fn unlink(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        caller: &Caller,
+        is_open: IsOpen<'_>,
+    ) -> Result<()> {
         let mut dir = self.dir_inode(parent)?;
         if name == b"." || name == b".." {
             return Err(FsError::IsDir(shown(name)));
@@ -78,7 +92,13 @@ impl Cx<'_, '_> {
         self.drop_link(victim, is_open)
     }
 
-    pub fn rmdir(&mut self, parent: u64, name: &[u8], caller: &Caller, is_open: IsOpen<'_>) -> Result<()> {
+    pub fn rmdir(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        caller: &Caller,
+        is_open: IsOpen<'_>,
+    ) -> Result<()> {
         let mut dir = self.dir_inode(parent)?;
         if name == b"." {
             return Err(FsError::Invalid("rmdir of \".\"".into()));

@@ -69,7 +69,11 @@ impl Cx<'_, '_> {
         let old_dir = self.dir_inode(parent)?;
         let new_dir = self.dir_inode(new_parent)?;
         if is_dot_or_dotdot(name) || is_dot_or_dotdot(new_name) {
-            return Err(FsError::Busy(format!("rename of {:?} or {:?}", shown(name), shown(new_name))));
+            return Err(FsError::Busy(format!(
+                "rename of {:?} or {:?}",
+                shown(name),
+                shown(new_name)
+            )));
         }
         check_name(name)?;
         let src = self
@@ -86,11 +90,18 @@ impl Cx<'_, '_> {
         // lock_rename's traps: the source may not be an ancestor of the new parent, the
         // target may not be an ancestor of the old parent.
         if parent != new_parent {
-            if src.kind == crate::inode::FileKind::Directory && self.is_ancestor_or_self(src.ino, new_parent)? {
-                return Err(FsError::Invalid(format!("moving {} into itself", shown(name))));
+            if src.kind == crate::inode::FileKind::Directory
+                && self.is_ancestor_or_self(src.ino, new_parent)?
+            {
+                return Err(FsError::Invalid(format!(
+                    "moving {} into itself",
+                    shown(name)
+                )));
             }
             if let Some(d) = &dst {
-                if d.kind == crate::inode::FileKind::Directory && self.is_ancestor_or_self(d.ino, parent)? {
+                if d.kind == crate::inode::FileKind::Directory
+                    && self.is_ancestor_or_self(d.ino, parent)?
+                {
                     return Err(if flags & EXCHANGE != 0 {
                         FsError::Invalid(format!("exchanging {} with its ancestor", shown(name)))
                     } else {

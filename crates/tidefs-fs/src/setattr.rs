@@ -46,7 +46,11 @@ impl Cx<'_, '_> {
             match inode.kind() {
                 FileKind::Regular => {}
                 FileKind::Directory => return Err(FsError::IsDir(format!("inode {ino}"))),
-                _ => return Err(FsError::Invalid(format!("truncate of non-regular inode {ino}"))),
+                _ => {
+                    return Err(FsError::Invalid(format!(
+                        "truncate of non-regular inode {ino}"
+                    )))
+                }
             }
             let changed = size != inode.size;
             self.truncate_data(&mut inode, size)?;

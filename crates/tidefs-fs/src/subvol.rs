@@ -113,7 +113,13 @@ impl Subvol {
 
     /// Creates a regular file (EEXIST if the name is taken). `mode`: permission bits.
     pub fn create(&self, parent: u64, name: &[u8], mode: u32, caller: &Caller) -> Result<Inode> {
-        self.mknod(parent, name, crate::inode::S_IFREG | (mode & 0o7777), 0, caller)
+        self.mknod(
+            parent,
+            name,
+            crate::inode::S_IFREG | (mode & 0o7777),
+            0,
+            caller,
+        )
     }
 
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: &Caller) -> Result<Inode> {
@@ -130,12 +136,23 @@ impl Subvol {
 
     /// mknod: `mode` holds the type (regular, fifo, socket, char or block device; type 0
     /// means regular) and the permission bits.
-    pub fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u64, caller: &Caller) -> Result<Inode> {
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        caller: &Caller,
+    ) -> Result<Inode> {
         let kind = match mode & S_IFMT {
             0 => FileKind::Regular,
             t => match FileKind::from_mode(t) {
-                Some(FileKind::Directory) => return Err(FsError::NotPermitted("mknod of a directory".into())),
-                Some(FileKind::Symlink) | None => return Err(FsError::Invalid(format!("mknod type {t:#o}"))),
+                Some(FileKind::Directory) => {
+                    return Err(FsError::NotPermitted("mknod of a directory".into()))
+                }
+                Some(FileKind::Symlink) | None => {
+                    return Err(FsError::Invalid(format!("mknod type {t:#o}")))
+                }
                 Some(k) => k,
             },
         };
@@ -150,7 +167,13 @@ impl Subvol {
         })
     }
 
-    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: &Caller) -> Result<Inode> {
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        caller: &Caller,
+    ) -> Result<Inode> {
         self.change(|cx| {
             let spec = NodeSpec {
                 kind: FileKind::Symlink,
@@ -187,7 +210,15 @@ impl Subvol {
     }
 
     /// renameat2 with `flags` from [`crate::rename_flags`].
-    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32, caller: &Caller) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+        caller: &Caller,
+    ) -> Result<()> {
         let is_open = self.is_open_fn();
         self.change(|cx| cx.rename(parent, name, new_parent, new_name, flags, caller, &is_open))
     }
@@ -197,7 +228,9 @@ impl Subvol {
         match inode.kind() {
             FileKind::Regular => Ok(inode),
             FileKind::Directory => Err(FsError::IsDir(format!("inode {ino}"))),
-            _ => Err(FsError::Invalid(format!("inode {ino} is not a regular file"))),
+            _ => Err(FsError::Invalid(format!(
+                "inode {ino} is not a regular file"
+            ))),
         }
     }
 
@@ -215,7 +248,10 @@ impl Subvol {
         if data.is_empty() {
             return Ok(0);
         }
-        if offset.checked_add(data.len() as u64).is_none_or(|end| end > FILE_BYTES_MAX) {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > FILE_BYTES_MAX)
+        {
             return Err(FsError::FileTooBig {
                 ino,
                 offset,
@@ -256,7 +292,10 @@ impl Subvol {
         if len == 0 {
             return Err(FsError::Invalid("fallocate of 0 bytes".into()));
         }
-        if offset.checked_add(len).is_none_or(|end| end > FILE_BYTES_MAX) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > FILE_BYTES_MAX)
+        {
             return Err(FsError::FileTooBig {
                 ino,
                 offset,
@@ -358,7 +397,11 @@ impl Subvol {
                     opens.remove(&key);
                     true
                 }
-                None => return Err(FsError::Invalid(format!("release of inode {ino} that is not open"))),
+                None => {
+                    return Err(FsError::Invalid(format!(
+                        "release of inode {ino} that is not open"
+                    )))
+                }
             }
         };
         if last && !self.is_read_only() {
@@ -408,7 +451,9 @@ impl Subvol {
                     name => {
                         check_name(name)?;
                         cx.find_entry(at, name)?
-                            .ok_or_else(|| FsError::NotFound(String::from_utf8_lossy(path).into_owned()))?
+                            .ok_or_else(|| {
+                                FsError::NotFound(String::from_utf8_lossy(path).into_owned())
+                            })?
                             .ino
                     }
                 };

@@ -20,7 +20,10 @@ impl Cx<'_, '_> {
             out.extend_from_slice(&r?.value);
         }
         if out.is_empty() {
-            return Err(FsError::corrupt(self.tree, format!("symlink {ino} has no target")));
+            return Err(FsError::corrupt(
+                self.tree,
+                format!("symlink {ino} has no target"),
+            ));
         }
         Ok(out)
     }

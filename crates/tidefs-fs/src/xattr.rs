@@ -28,16 +28,28 @@ const NAMESPACES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
 pub(crate) fn check_xattr_name(inode: &Inode, name: &[u8], writing: bool) -> Result<()> {
     let shown = || String::from_utf8_lossy(name).into_owned();
     if name.is_empty() || name.len() > XATTR_NAME_BYTES_MAX {
-        return Err(FsError::Range(format!("xattr name of {} bytes", name.len())));
+        return Err(FsError::Range(format!(
+            "xattr name of {} bytes",
+            name.len()
+        )));
     }
     if name.contains(&0) {
-        return Err(FsError::Invalid(format!("xattr name {:?} contains NUL", shown())));
+        return Err(FsError::Invalid(format!(
+            "xattr name {:?} contains NUL",
+            shown()
+        )));
     }
     let Some(prefix) = NAMESPACES.iter().find(|p| name.starts_with(p)) else {
-        return Err(FsError::NotSupported(format!("xattr namespace of {:?}", shown())));
+        return Err(FsError::NotSupported(format!(
+            "xattr namespace of {:?}",
+            shown()
+        )));
     };
     if name.len() == prefix.len() {
-        return Err(FsError::Invalid(format!("xattr name {:?} has nothing after its namespace", shown())));
+        return Err(FsError::Invalid(format!(
+            "xattr name {:?} has nothing after its namespace",
+            shown()
+        )));
     }
     // Linux allows user.* only on regular files and directories (xattr_permission).
     if *prefix == b"user." && !matches!(inode.kind(), FileKind::Regular | FileKind::Directory) {
@@ -64,17 +76,23 @@ impl Cx<'_, '_> {
                 let chunks = u32::from_le_bytes(v[5..9].try_into().expect("4"));
                 let mut out = Vec::with_capacity(len);
                 for i in 0..chunks {
-                    let c = self
-                        .get(&xattr_chunk_key(ino, name, i))?
-                        .ok_or_else(|| FsError::corrupt(tree, format!("inode {ino}: xattr chunk {i} missing")))?;
+                    let c = self.get(&xattr_chunk_key(ino, name, i))?.ok_or_else(|| {
+                        FsError::corrupt(tree, format!("inode {ino}: xattr chunk {i} missing"))
+                    })?;
                     out.extend_from_slice(&c.value);
                 }
                 if out.len() != len {
-                    return Err(FsError::corrupt(tree, format!("inode {ino}: xattr length mismatch")));
+                    return Err(FsError::corrupt(
+                        tree,
+                        format!("inode {ino}: xattr length mismatch"),
+                    ));
                 }
                 Ok(Some(out))
             }
-            _ => Err(FsError::corrupt(tree, format!("inode {ino}: xattr record does not decode"))),
+            _ => Err(FsError::corrupt(
+                tree,
+                format!("inode {ino}: xattr record does not decode"),
+            )),
         }
     }
 
@@ -106,7 +124,10 @@ impl Cx<'_, '_> {
         }
         let exists = self.get(&xattr_key(ino, name))?.is_some();
         if exists && flags & xattr_flags::CREATE != 0 {
-            return Err(FsError::Exists(format!("xattr {}", String::from_utf8_lossy(name))));
+            return Err(FsError::Exists(format!(
+                "xattr {}",
+                String::from_utf8_lossy(name)
+            )));
         }
         if !exists && flags & xattr_flags::REPLACE != 0 {
             return Err(FsError::NoAttr(String::from_utf8_lossy(name).into_owned()));

@@ -13,10 +13,26 @@ use tidefs_store::CreateOptions;
 fn bad_names_are_refused() {
     let (fs, sub, _) = mem_fs();
     let long = vec![b'x'; limits::NAME_BYTES_MAX + 1];
-    assert_eq!(sub.mkdir(ROOT_INO, &long, 0o755, &ROOT).unwrap_err().errno(), errno::ENAMETOOLONG);
-    assert_eq!(sub.mkdir(ROOT_INO, b"a/b", 0o755, &ROOT).unwrap_err().errno(), errno::EINVAL);
-    assert_eq!(sub.mkdir(ROOT_INO, b"", 0o755, &ROOT).unwrap_err().errno(), errno::ENOENT);
-    assert_eq!(sub.mkdir(ROOT_INO, b".", 0o755, &ROOT).unwrap_err().errno(), errno::EEXIST);
+    assert_eq!(
+        sub.mkdir(ROOT_INO, &long, 0o755, &ROOT)
+            .unwrap_err()
+            .errno(),
+        errno::ENAMETOOLONG
+    );
+    assert_eq!(
+        sub.mkdir(ROOT_INO, b"a/b", 0o755, &ROOT)
+            .unwrap_err()
+            .errno(),
+        errno::EINVAL
+    );
+    assert_eq!(
+        sub.mkdir(ROOT_INO, b"", 0o755, &ROOT).unwrap_err().errno(),
+        errno::ENOENT
+    );
+    assert_eq!(
+        sub.mkdir(ROOT_INO, b".", 0o755, &ROOT).unwrap_err().errno(),
+        errno::EEXIST
+    );
     let mut path = Vec::new();
     while path.len() < limits::PATH_BYTES_MAX {
         path.extend_from_slice(b"/aaaaaaa");
@@ -29,15 +45,29 @@ fn bad_names_are_refused() {
     }
     let e = fs.create_subvolume(&"n".repeat(256), &ROOT).unwrap_err();
     assert_eq!(e.errno(), errno::ENAMETOOLONG);
-    assert_eq!(fs.create_subvolume("main", &ROOT).unwrap_err().errno(), errno::EEXIST);
+    assert_eq!(
+        fs.create_subvolume("main", &ROOT).unwrap_err().errno(),
+        errno::EEXIST
+    );
     fs.create_snapshot("main", "snap").unwrap();
     let e = fs.create_snapshot("main", "snap").unwrap_err();
     assert!(matches!(e, FsError::SnapshotExists(_)), "{e}");
-    assert_eq!(fs.create_snapshot("main", "a/b").unwrap_err().errno(), errno::EINVAL);
-    assert_eq!(fs.rename_snapshot("main", "snap", "..").unwrap_err().errno(), errno::EINVAL);
+    assert_eq!(
+        fs.create_snapshot("main", "a/b").unwrap_err().errno(),
+        errno::EINVAL
+    );
+    assert_eq!(
+        fs.rename_snapshot("main", "snap", "..")
+            .unwrap_err()
+            .errno(),
+        errno::EINVAL
+    );
     let e = fs.delete_subvolume("main").unwrap_err();
     assert!(matches!(e, FsError::HasSnapshots { count: 1, .. }), "{e}");
-    assert_eq!(fs.delete_snapshot("main", "nope").unwrap_err().errno(), errno::ENOENT);
+    assert_eq!(
+        fs.delete_snapshot("main", "nope").unwrap_err().errno(),
+        errno::ENOENT
+    );
     assert_eq!(fs.list_snapshots("main").unwrap().len(), 1);
     assert_eq!(fs.list_subvolumes().unwrap().len(), 1);
     assert_clean(&fs);
@@ -64,7 +94,10 @@ fn full_pool_fails_cleanly_and_recovers() {
     // The failed write left nothing behind: the size is what succeeded, data intact.
     let a = sub.getattr(f.ino).unwrap();
     assert_eq!(a.size, written);
-    assert_eq!(sub.read(f.ino, written - 10, 100).unwrap(), vec![0x5au8; 10]);
+    assert_eq!(
+        sub.read(f.ino, written - 10, 100).unwrap(),
+        vec![0x5au8; 10]
+    );
     assert_clean(&fs);
     // Other allocations fail the same way, metadata edits still work.
     let e = sub.fallocate(f.ino, 0, written, 8 << 20).unwrap_err();
@@ -83,9 +116,13 @@ fn full_pool_fails_cleanly_and_recovers() {
 fn limits_are_enforced() {
     let (fs, sub, _) = mem_fs();
     let f = sub.create(ROOT_INO, b"f", 0o644, &ROOT).unwrap();
-    let e = sub.write(f.ino, limits::FILE_BYTES_MAX, b"x", &ROOT).unwrap_err();
+    let e = sub
+        .write(f.ino, limits::FILE_BYTES_MAX, b"x", &ROOT)
+        .unwrap_err();
     assert_eq!(e.errno(), errno::EFBIG);
-    let e = sub.truncate(f.ino, limits::FILE_BYTES_MAX + 1, &ROOT).unwrap_err();
+    let e = sub
+        .truncate(f.ino, limits::FILE_BYTES_MAX + 1, &ROOT)
+        .unwrap_err();
     assert_eq!(e.errno(), errno::EFBIG);
     let e = sub.setxattr(f.ino, &[b'u'; 256], b"", 0).unwrap_err();
     assert_eq!(e.errno(), errno::ERANGE);
@@ -93,6 +130,9 @@ fn limits_are_enforced() {
     assert_eq!(e.errno(), errno::EINVAL);
     // A file can be truncated to the largest size and reads back zeros at the end.
     sub.truncate(f.ino, limits::FILE_BYTES_MAX, &ROOT).unwrap();
-    assert_eq!(sub.read(f.ino, limits::FILE_BYTES_MAX - 3, 10).unwrap(), vec![0; 3]);
+    assert_eq!(
+        sub.read(f.ino, limits::FILE_BYTES_MAX - 3, 10).unwrap(),
+        vec![0; 3]
+    );
     assert_clean(&fs);
 }

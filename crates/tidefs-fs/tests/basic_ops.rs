@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_clean, mem_fs, ROOT};
-use tidefs_fs::{errno, falloc, rename_flags, xattr_flags, FileKind, SetAttr, TimeSet, Timespec, ROOT_INO};
+use tidefs_fs::{
+    errno, falloc, rename_flags, xattr_flags, FileKind, SetAttr, TimeSet, Timespec, ROOT_INO,
+};
 
 fn e<T: std::fmt::Debug>(r: tidefs_fs::Result<T>) -> i32 {
     r.unwrap_err().errno()
@@ -20,10 +22,18 @@ fn create_lookup_readdir_unlink() {
     assert_eq!(e(sub.create(d.ino, b"f", 0o644, &ROOT)), errno::EEXIST);
     assert_eq!(e(sub.lookup(d.ino, b"nope")), errno::ENOENT);
     assert_eq!(e(sub.lookup(f.ino, b"x")), errno::ENOTDIR);
-    assert_eq!(e(sub.create(d.ino, &[b'n'; 256], 0o644, &ROOT)), errno::ENAMETOOLONG);
+    assert_eq!(
+        e(sub.create(d.ino, &[b'n'; 256], 0o644, &ROOT)),
+        errno::ENAMETOOLONG
+    );
     assert_eq!(e(sub.create(d.ino, b"a/b", 0o644, &ROOT)), errno::EINVAL);
     assert_eq!(sub.getattr(ROOT_INO).unwrap().nlink, 3);
-    let names: Vec<Vec<u8>> = sub.readdir(d.ino, 0, 100).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<Vec<u8>> = sub
+        .readdir(d.ino, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec![b".".to_vec(), b"..".to_vec(), b"f".to_vec()]);
     assert_eq!(e(sub.rmdir(ROOT_INO, b"d", &ROOT)), errno::ENOTEMPTY);
     assert_eq!(e(sub.unlink(ROOT_INO, b"d", &ROOT)), errno::EISDIR);
@@ -40,14 +50,16 @@ fn create_lookup_readdir_unlink() {
 fn readdir_cookies_survive_removals() {
     let (fs, sub, _) = mem_fs();
     for i in 0..50 {
-        sub.create(ROOT_INO, format!("f{i:02}").as_bytes(), 0o644, &ROOT).unwrap();
+        sub.create(ROOT_INO, format!("f{i:02}").as_bytes(), 0o644, &ROOT)
+            .unwrap();
     }
     let first = sub.readdir(ROOT_INO, 0, 12).unwrap();
     assert_eq!(first.len(), 12);
     let cookie = first.last().unwrap().next_cookie;
     // Removing entries already listed must not make the listing skip or repeat any.
     for i in 0..10 {
-        sub.unlink(ROOT_INO, format!("f{i:02}").as_bytes(), &ROOT).unwrap();
+        sub.unlink(ROOT_INO, format!("f{i:02}").as_bytes(), &ROOT)
+            .unwrap();
     }
     let mut seen: Vec<Vec<u8>> = first.into_iter().skip(2).map(|e| e.name).collect();
     let mut c = cookie;
@@ -70,7 +82,11 @@ fn write_read_inline_extents_holes_and_truncate() {
     let f = sub.create(ROOT_INO, b"f", 0o644, &ROOT).unwrap();
     sub.write(f.ino, 0, b"hello", &ROOT).unwrap();
     assert_eq!(sub.read(f.ino, 0, 100).unwrap(), b"hello");
-    assert_eq!(sub.getattr(f.ino).unwrap().blocks, 0, "small files are inline");
+    assert_eq!(
+        sub.getattr(f.ino).unwrap().blocks,
+        0,
+        "small files are inline"
+    );
     // Growing past the inline limit moves the data into blocks.
     let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     sub.write(f.ino, 3, &big, &ROOT).unwrap();
@@ -105,20 +121,25 @@ fn fallocate_keep_size_and_punch_hole() {
     let f = sub.create(ROOT_INO, b"f", 0o644, &ROOT).unwrap();
     let data = vec![7u8; 5 * 4096];
     sub.write(f.ino, 0, &data, &ROOT).unwrap();
-    sub.fallocate(f.ino, falloc::PUNCH_HOLE | falloc::KEEP_SIZE, 100, 3 * 4096).unwrap();
+    sub.fallocate(f.ino, falloc::PUNCH_HOLE | falloc::KEEP_SIZE, 100, 3 * 4096)
+        .unwrap();
     let got = sub.read(f.ino, 0, 1 << 20).unwrap();
     assert_eq!(got.len(), 5 * 4096);
     assert!(got[..100].iter().all(|&b| b == 7));
     assert!(got[100..100 + 3 * 4096].iter().all(|&b| b == 0));
     assert!(got[100 + 3 * 4096..].iter().all(|&b| b == 7));
-    sub.fallocate(f.ino, falloc::KEEP_SIZE, 0, 10 * 4096).unwrap();
+    sub.fallocate(f.ino, falloc::KEEP_SIZE, 0, 10 * 4096)
+        .unwrap();
     let a = sub.getattr(f.ino).unwrap();
     assert_eq!(a.size, 5 * 4096);
     assert_eq!(a.blocks, 10);
     sub.fallocate(f.ino, 0, 0, 12 * 4096).unwrap();
     assert_eq!(sub.getattr(f.ino).unwrap().size, 12 * 4096);
     assert_eq!(sub.read(f.ino, 11 * 4096, 10).unwrap(), vec![0; 10]);
-    assert_eq!(e(sub.fallocate(f.ino, falloc::PUNCH_HOLE, 0, 1)), errno::EOPNOTSUPP);
+    assert_eq!(
+        e(sub.fallocate(f.ino, falloc::PUNCH_HOLE, 0, 1)),
+        errno::EOPNOTSUPP
+    );
     assert_eq!(e(sub.fallocate(f.ino, 0, 0, 0)), errno::EINVAL);
     assert_clean(&fs);
 }
@@ -131,19 +152,28 @@ fn hard_links_symlinks_and_special_files() {
     let f = sub.create(a.ino, b"f", 0o644, &ROOT).unwrap();
     sub.link(f.ino, b.ino, b"g").unwrap();
     assert_eq!(sub.getattr(f.ino).unwrap().nlink, 2);
-    assert_eq!(sub.paths(f.ino).unwrap(), vec![b"/a/f".to_vec(), b"/b/g".to_vec()]);
+    assert_eq!(
+        sub.paths(f.ino).unwrap(),
+        vec![b"/a/f".to_vec(), b"/b/g".to_vec()]
+    );
     assert_eq!(e(sub.link(a.ino, b.ino, b"x")), errno::EPERM);
     assert_eq!(e(sub.link(f.ino, b.ino, b"g")), errno::EEXIST);
     let target = vec![b't'; 4095];
     let s = sub.symlink(ROOT_INO, b"s", &target, &ROOT).unwrap();
     assert_eq!(sub.readlink(s.ino).unwrap(), target);
     assert_eq!(s.size, 4095);
-    assert_eq!(e(sub.symlink(ROOT_INO, b"s2", &[b't'; 4096], &ROOT)), errno::ENAMETOOLONG);
+    assert_eq!(
+        e(sub.symlink(ROOT_INO, b"s2", &[b't'; 4096], &ROOT)),
+        errno::ENAMETOOLONG
+    );
     let fifo = sub.mknod(ROOT_INO, b"p", 0o010644, 0, &ROOT).unwrap();
     assert_eq!(fifo.kind(), FileKind::Fifo);
     let dev = sub.mknod(ROOT_INO, b"c", 0o020600, 0x0501, &ROOT).unwrap();
     assert_eq!((dev.kind(), dev.rdev), (FileKind::CharDevice, 0x0501));
-    assert_eq!(e(sub.mknod(ROOT_INO, b"d", 0o040755, 0, &ROOT)), errno::EPERM);
+    assert_eq!(
+        e(sub.mknod(ROOT_INO, b"d", 0o040755, 0, &ROOT)),
+        errno::EPERM
+    );
     assert_eq!(sub.resolve(b"/b/g").unwrap(), f.ino);
     assert_eq!(sub.resolve(b"/a/../b/./g").unwrap(), f.ino);
     sub.unlink(a.ino, b"f", &ROOT).unwrap();
@@ -158,21 +188,66 @@ fn rename_semantics() {
     let b = sub.mkdir(a.ino, b"b", 0o755, &ROOT).unwrap();
     let f = sub.create(ROOT_INO, b"f", 0o644, &ROOT).unwrap();
     let g = sub.create(ROOT_INO, b"g", 0o644, &ROOT).unwrap();
-    assert_eq!(e(sub.rename(ROOT_INO, b"a", b.ino, b"x", 0, &ROOT)), errno::EINVAL);
-    assert_eq!(e(sub.rename(ROOT_INO, b"a", a.ino, b"x", 0, &ROOT)), errno::EINVAL);
-    assert_eq!(e(sub.rename(b.ino, b"nope", ROOT_INO, b"x", 0, &ROOT)), errno::ENOENT);
-    assert_eq!(e(sub.rename(ROOT_INO, b"f", ROOT_INO, b"a", 0, &ROOT)), errno::EISDIR);
-    assert_eq!(e(sub.rename(ROOT_INO, b"a", ROOT_INO, b"f", 0, &ROOT)), errno::ENOTDIR);
-    assert_eq!(e(sub.rename(ROOT_INO, b"f", ROOT_INO, b"g", rename_flags::NOREPLACE, &ROOT)), errno::EEXIST);
-    assert_eq!(e(sub.rename(ROOT_INO, b"f", ROOT_INO, b"h", rename_flags::EXCHANGE, &ROOT)), errno::ENOENT);
-    assert_eq!(e(sub.rename(ROOT_INO, b"f", ROOT_INO, b"g", 3, &ROOT)), errno::EINVAL);
+    assert_eq!(
+        e(sub.rename(ROOT_INO, b"a", b.ino, b"x", 0, &ROOT)),
+        errno::EINVAL
+    );
+    assert_eq!(
+        e(sub.rename(ROOT_INO, b"a", a.ino, b"x", 0, &ROOT)),
+        errno::EINVAL
+    );
+    assert_eq!(
+        e(sub.rename(b.ino, b"nope", ROOT_INO, b"x", 0, &ROOT)),
+        errno::ENOENT
+    );
+    assert_eq!(
+        e(sub.rename(ROOT_INO, b"f", ROOT_INO, b"a", 0, &ROOT)),
+        errno::EISDIR
+    );
+    assert_eq!(
+        e(sub.rename(ROOT_INO, b"a", ROOT_INO, b"f", 0, &ROOT)),
+        errno::ENOTDIR
+    );
+    assert_eq!(
+        e(sub.rename(
+            ROOT_INO,
+            b"f",
+            ROOT_INO,
+            b"g",
+            rename_flags::NOREPLACE,
+            &ROOT
+        )),
+        errno::EEXIST
+    );
+    assert_eq!(
+        e(sub.rename(
+            ROOT_INO,
+            b"f",
+            ROOT_INO,
+            b"h",
+            rename_flags::EXCHANGE,
+            &ROOT
+        )),
+        errno::ENOENT
+    );
+    assert_eq!(
+        e(sub.rename(ROOT_INO, b"f", ROOT_INO, b"g", 3, &ROOT)),
+        errno::EINVAL
+    );
     // Target directory that is an ancestor of the source: ENOTEMPTY.
     let c = sub.mkdir(ROOT_INO, b"c", 0o755, &ROOT).unwrap();
-    assert_eq!(e(sub.rename(b.ino, b"..", ROOT_INO, b"c", 0, &ROOT)), errno::EBUSY);
+    assert_eq!(
+        e(sub.rename(b.ino, b"..", ROOT_INO, b"c", 0, &ROOT)),
+        errno::EBUSY
+    );
     sub.create(b.ino, b"in_b", 0o644, &ROOT).unwrap();
-    assert_eq!(e(sub.rename(ROOT_INO, b"c", a.ino, b"b", 0, &ROOT)), errno::ENOTEMPTY);
+    assert_eq!(
+        e(sub.rename(ROOT_INO, b"c", a.ino, b"b", 0, &ROOT)),
+        errno::ENOTEMPTY
+    );
     // Replace a file.
-    sub.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0, &ROOT).unwrap();
+    sub.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0, &ROOT)
+        .unwrap();
     assert_eq!(sub.lookup(ROOT_INO, b"g").unwrap().ino, f.ino);
     assert_eq!(e(sub.getattr(g.ino)), errno::ENOENT);
     // Move a directory over an empty one in another parent: link counts follow.
@@ -184,7 +259,8 @@ fn rename_semantics() {
     assert_eq!(e(sub.getattr(c.ino)), errno::ENOENT);
     assert_eq!(sub.lookup(a.ino, b"c2").unwrap().ino, d.ino);
     // Exchange a file and a directory across parents.
-    sub.rename(ROOT_INO, b"g", a.ino, b"b", rename_flags::EXCHANGE, &ROOT).unwrap();
+    sub.rename(ROOT_INO, b"g", a.ino, b"b", rename_flags::EXCHANGE, &ROOT)
+        .unwrap();
     assert_eq!(sub.lookup(ROOT_INO, b"g").unwrap().ino, b.ino);
     assert_eq!(sub.lookup(a.ino, b"b").unwrap().ino, f.ino);
     assert_eq!(sub.lookup(b.ino, b"..").unwrap().ino, ROOT_INO);
@@ -204,14 +280,27 @@ fn xattrs() {
     let big: Vec<u8> = (0..65536u32).map(|i| i as u8).collect();
     sub.setxattr(f.ino, b"trusted.big", &big, 0).unwrap();
     assert_eq!(sub.getxattr(f.ino, b"trusted.big").unwrap(), big);
-    assert_eq!(e(sub.setxattr(f.ino, b"user.a", b"2", xattr_flags::CREATE)), errno::EEXIST);
-    assert_eq!(e(sub.setxattr(f.ino, b"user.b", b"2", xattr_flags::REPLACE)), errno::ENODATA);
-    assert_eq!(e(sub.setxattr(f.ino, b"user.c", &[0; 65537], 0)), errno::E2BIG);
+    assert_eq!(
+        e(sub.setxattr(f.ino, b"user.a", b"2", xattr_flags::CREATE)),
+        errno::EEXIST
+    );
+    assert_eq!(
+        e(sub.setxattr(f.ino, b"user.b", b"2", xattr_flags::REPLACE)),
+        errno::ENODATA
+    );
+    assert_eq!(
+        e(sub.setxattr(f.ino, b"user.c", &[0; 65537], 0)),
+        errno::E2BIG
+    );
     assert_eq!(e(sub.setxattr(f.ino, b"os2.x", b"", 0)), errno::EOPNOTSUPP);
     assert_eq!(e(sub.getxattr(f.ino, b"user.none")), errno::ENODATA);
-    sub.setxattr(f.ino, b"trusted.big", b"small now", 0).unwrap();
+    sub.setxattr(f.ino, b"trusted.big", b"small now", 0)
+        .unwrap();
     assert_eq!(sub.getxattr(f.ino, b"trusted.big").unwrap(), b"small now");
-    assert_eq!(sub.listxattr(f.ino).unwrap(), vec![b"trusted.big".to_vec(), b"user.a".to_vec()]);
+    assert_eq!(
+        sub.listxattr(f.ino).unwrap(),
+        vec![b"trusted.big".to_vec(), b"user.a".to_vec()]
+    );
     sub.removexattr(f.ino, b"user.a").unwrap();
     assert_eq!(e(sub.removexattr(f.ino, b"user.a")), errno::ENODATA);
     let s = sub.symlink(ROOT_INO, b"s", b"f", &ROOT).unwrap();
@@ -229,19 +318,65 @@ fn setattr_times_and_setid_rules() {
     clock.advance_nanos(1_500);
     sub.write(f.ino, 0, b"x", &user).unwrap();
     let a = sub.getattr(f.ino).unwrap();
-    assert_eq!(a.mode & 0o7777, 0o0755, "a write by a non-root user clears setuid and setgid");
+    assert_eq!(
+        a.mode & 0o7777,
+        0o0755,
+        "a write by a non-root user clears setuid and setgid"
+    );
     assert_eq!(a.mtime, Timespec::new(1_700_000_000, 1_500));
-    sub.setattr(f.ino, &SetAttr { mode: Some(0o4755), ..Default::default() }, &user).unwrap();
-    sub.setattr(f.ino, &SetAttr { uid: Some(7), ..Default::default() }, &ROOT).unwrap();
-    assert_eq!(sub.getattr(f.ino).unwrap().mode & 0o7777, 0o755, "chown clears setuid, even by root");
+    sub.setattr(
+        f.ino,
+        &SetAttr {
+            mode: Some(0o4755),
+            ..Default::default()
+        },
+        &user,
+    )
+    .unwrap();
+    sub.setattr(
+        f.ino,
+        &SetAttr {
+            uid: Some(7),
+            ..Default::default()
+        },
+        &ROOT,
+    )
+    .unwrap();
+    assert_eq!(
+        sub.getattr(f.ino).unwrap().mode & 0o7777,
+        0o755,
+        "chown clears setuid, even by root"
+    );
     let t = Timespec::new(12, 345_678_901);
     let a = sub
-        .setattr(f.ino, &SetAttr { atime: Some(TimeSet::At(t)), mtime: Some(TimeSet::Now), ..Default::default() }, &ROOT)
+        .setattr(
+            f.ino,
+            &SetAttr {
+                atime: Some(TimeSet::At(t)),
+                mtime: Some(TimeSet::Now),
+                ..Default::default()
+            },
+            &ROOT,
+        )
         .unwrap();
-    assert_eq!((a.atime, a.mtime, a.ctime), (t, clock_now(&clock), clock_now(&clock)));
-    // setgid directories hand down their group and the bit.
+    assert_eq!(
+        (a.atime, a.mtime, a.ctime),
+        (t, clock_now(&clock), clock_now(&clock))
+    );
+    // mkdir ignores setgid in its mode (only chmod sets it); setgid directories hand
+    // down their group and the bit.
     let d = sub.mkdir(ROOT_INO, b"d", 0o2775, &ROOT).unwrap();
-    sub.setattr(d.ino, &SetAttr { gid: Some(50), ..Default::default() }, &ROOT).unwrap();
+    assert_eq!(d.mode & 0o7777, 0o775);
+    sub.setattr(
+        d.ino,
+        &SetAttr {
+            gid: Some(50),
+            mode: Some(0o2775),
+            ..Default::default()
+        },
+        &ROOT,
+    )
+    .unwrap();
     let sd = sub.mkdir(d.ino, b"sd", 0o755, &user).unwrap();
     assert_eq!((sd.gid, sd.mode & 0o7777), (50, 0o2755));
     // Sticky directories: only owners remove.
@@ -275,7 +410,11 @@ fn open_unlinked_files_live_until_release_or_remount() {
     sub.open(g.ino).unwrap();
     sub.unlink(ROOT_INO, b"g", &ROOT).unwrap();
     fs.fsync().unwrap();
-    let reopened = tidefs_fs::Fs::open(fs.pool().clone(), std::sync::Arc::new(tidefs_fs::SystemClock)).unwrap();
+    let reopened = tidefs_fs::Fs::open(
+        fs.pool().clone(),
+        std::sync::Arc::new(tidefs_fs::SystemClock),
+    )
+    .unwrap();
     let sub2 = reopened.subvolume("main").unwrap();
     assert_eq!(e(sub2.getattr(g.ino)), errno::ENOENT);
     assert_clean(&reopened);
@@ -286,7 +425,12 @@ fn data_corruption_is_an_eio_naming_inode_and_offset() {
     use std::sync::Arc;
     use tidefs_store::{BlockDevice, CreateOptions, MemDevice, OpenOptions, Pool};
     let device = Arc::new(MemDevice::new());
-    let pool = Pool::create(device.clone(), &CreateOptions::default(), &OpenOptions::default()).unwrap();
+    let pool = Pool::create(
+        device.clone(),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     let fs = tidefs_fs::Fs::format(pool, Arc::new(tidefs_fs::SystemClock)).unwrap();
     fs.create_subvolume("main", &ROOT).unwrap();
     let sub = fs.subvolume("main").unwrap();
@@ -298,14 +442,21 @@ fn data_corruption_is_an_eio_naming_inode_and_offset() {
         other => panic!("{other:?}"),
     };
     // Flip one byte of the file's second block behind the store's back.
-    device.write_at(ext.block * 4096 + 4096 + 17, &[0x55]).unwrap();
+    device
+        .write_at(ext.block * 4096 + 4096 + 17, &[0x55])
+        .unwrap();
     let err = sub.read(f.ino, 0, 3 * 4096).unwrap_err();
     assert_eq!(err.errno(), errno::EIO);
     match err {
-        tidefs_fs::FsError::DataCorrupt { ino, offset, .. } => assert_eq!((ino, offset), (f.ino, 4096)),
+        tidefs_fs::FsError::DataCorrupt { ino, offset, .. } => {
+            assert_eq!((ino, offset), (f.ino, 4096))
+        }
         other => panic!("{other}"),
     }
     // The undamaged blocks still read.
     assert_eq!(sub.read(f.ino, 8192, 4096).unwrap(), vec![9u8; 4096]);
-    assert!(!fs.fsck(true).unwrap().is_empty(), "fsck with data verification reports the damage");
+    assert!(
+        !fs.fsck(true).unwrap().is_empty(),
+        "fsck with data verification reports the damage"
+    );
 }

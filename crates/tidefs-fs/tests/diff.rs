@@ -8,14 +8,20 @@ use tidefs_fs::{diff, Fs, SetAttr, Subvol, ROOT_INO};
 
 fn mk(sub: &Subvol, path: &[u8], data: &[u8]) -> u64 {
     let (dir, name) = path.split_at(path.iter().rposition(|&b| b == b'/').unwrap());
-    let parent = sub.resolve(if dir.is_empty() { b"/" } else { dir }).unwrap();
+    let parent = sub
+        .resolve(if dir.is_empty() { b"/" } else { dir })
+        .unwrap();
     let f = sub.create(parent, &name[1..], 0o644, &ROOT).unwrap();
     sub.write(f.ino, 0, data, &ROOT).unwrap();
     f.ino
 }
 
 fn lines(a: &Subvol, b: &Subvol) -> Vec<String> {
-    diff(a, b).unwrap().into_iter().map(|c| c.to_string()).collect()
+    diff(a, b)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 fn scripted() -> (Fs, Subvol) {
@@ -40,11 +46,21 @@ fn scripted() -> (Fs, Subvol) {
     let b = sub.resolve(b"/b").unwrap();
     mk(&sub, b"/a/new", b"new");
     sub.unlink(b, b"g", &ROOT).unwrap();
-    sub.write(sub.resolve(b"/a/f1").unwrap(), 40_000, b"changed", &ROOT).unwrap();
+    sub.write(sub.resolve(b"/a/f1").unwrap(), 40_000, b"changed", &ROOT)
+        .unwrap();
     let attr = sub.resolve(b"/attr").unwrap();
-    sub.setattr(attr, &SetAttr { mode: Some(0o600), ..Default::default() }, &ROOT).unwrap();
+    sub.setattr(
+        attr,
+        &SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+        &ROOT,
+    )
+    .unwrap();
     sub.rename(a, b"f2", a, b"f2r", 0, &ROOT).unwrap();
-    sub.rename(ROOT_INO, b"dir", ROOT_INO, b"dir2", 0, &ROOT).unwrap();
+    sub.rename(ROOT_INO, b"dir", ROOT_INO, b"dir2", 0, &ROOT)
+        .unwrap();
     sub.rename(ROOT_INO, b"mv", b, b"mv", 0, &ROOT).unwrap();
     sub.link(h, b, b"h2").unwrap();
     sub.unlink(a, b"hl", &ROOT).unwrap();
@@ -101,7 +117,8 @@ fn new_directory_trees_and_removed_ones_list_every_path() {
     let (fs, sub, _) = mem_fs();
     fs.create_snapshot("main", "empty").unwrap();
     let d = sub.mkdir(ROOT_INO, b"d", 0o755, &ROOT).unwrap();
-    sub.create(d.ino, b"name with space\nand newline", 0o644, &ROOT).unwrap();
+    sub.create(d.ino, b"name with space\nand newline", 0o644, &ROOT)
+        .unwrap();
     sub.symlink(d.ino, b"s", b"target", &ROOT).unwrap();
     let empty = fs.snapshot("main", "empty").unwrap();
     assert_eq!(
@@ -110,5 +127,8 @@ fn new_directory_trees_and_removed_ones_list_every_path() {
     );
     fs.create_snapshot("main", "full").unwrap();
     let full = fs.snapshot("main", "full").unwrap();
-    assert_eq!(lines(&full, &empty), ["- /d", "- /d/name with space\nand newline", "- /d/s"]);
+    assert_eq!(
+        lines(&full, &empty),
+        ["- /d", "- /d/name with space\nand newline", "- /d/s"]
+    );
 }

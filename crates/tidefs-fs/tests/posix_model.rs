@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, Timespec as RTimespec, Timestamps, CWD};
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, Timespec as RTimespec, Timestamps,
+    CWD,
+};
 use tidefs_fs::{falloc, FileKind, Fs, SetAttr, Subvol, TimeSet, Timespec, ROOT_INO};
 
 use common::{assert_clean, mem_fs, run_seeded, seeds, ROOT};
@@ -68,7 +71,10 @@ impl World {
 
     fn refresh(&mut self) {
         fn walk(dir: &Path, rel: &[u8], out: &mut Vec<(Vec<u8>, FileType)>) {
-            let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
             names.sort();
             for name in names {
                 let p = dir.join(&name);
@@ -102,7 +108,12 @@ impl World {
     }
 
     fn pick_entry(&mut self, want: impl Fn(FileType) -> bool) -> Option<Vec<u8>> {
-        let c: Vec<&Vec<u8>> = self.entries.iter().filter(|(_, t)| want(*t)).map(|(p, _)| p).collect();
+        let c: Vec<&Vec<u8>> = self
+            .entries
+            .iter()
+            .filter(|(_, t)| want(*t))
+            .map(|(p, _)| p)
+            .collect();
         if c.is_empty() {
             None
         } else {
@@ -125,7 +136,8 @@ impl World {
         if r < 30 {
             return Vec::new();
         }
-        self.pick_entry(|t| t == FileType::Directory).unwrap_or_default()
+        self.pick_entry(|t| t == FileType::Directory)
+            .unwrap_or_default()
     }
 
     fn new_path(&mut self) -> Vec<u8> {
@@ -149,7 +161,9 @@ impl World {
     /// The kernel follows symlinks where tidefs' inode operations do not; operations that
     /// follow are not aimed at symlinks.
     fn is_symlink(&self, rel: &[u8]) -> bool {
-        self.entries.iter().any(|(e, t)| e == rel && *t == FileType::Symlink)
+        self.entries
+            .iter()
+            .any(|(e, t)| e == rel && *t == FileType::Symlink)
     }
 
     /// Opening fifos, sockets and devices does things (block, ENXIO, reach a device)
@@ -220,19 +234,38 @@ impl World {
     fn op_create(&mut self) {
         let p = self.new_path();
         let mode = self.rng.gen_range(0..0o1000u32);
-        self.log.push(format!("create {} {mode:o}", String::from_utf8_lossy(&p)));
-        let h = host(rfs::openat(CWD, self.host_path(&p), OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, Mode::from_raw_mode(mode)))
-            .map(|_| ());
-        let t = self.t_parent(&p).and_then(|(d, n)| tfs(self.sub.create(d, &n, mode, &ROOT)).map(|_| ()));
+        self.log
+            .push(format!("create {} {mode:o}", String::from_utf8_lossy(&p)));
+        let h = host(rfs::openat(
+            CWD,
+            self.host_path(&p),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY,
+            Mode::from_raw_mode(mode),
+        ))
+        .map(|_| ());
+        let t = self
+            .t_parent(&p)
+            .and_then(|(d, n)| tfs(self.sub.create(d, &n, mode, &ROOT)).map(|_| ()));
         self.check("create", h, t);
     }
 
     fn op_mkdir(&mut self) {
         let p = self.new_path();
-        let mode = if self.rng.gen_bool(0.1) { 0o2775 } else { 0o755 };
-        self.log.push(format!("mkdir {} {mode:o}", String::from_utf8_lossy(&p)));
-        let h = host(rfs::mkdirat(CWD, self.host_path(&p), Mode::from_raw_mode(mode)));
-        let t = self.t_parent(&p).and_then(|(d, n)| tfs(self.sub.mkdir(d, &n, mode, &ROOT)).map(|_| ()));
+        let mode = if self.rng.gen_bool(0.1) {
+            0o2775
+        } else {
+            0o755
+        };
+        self.log
+            .push(format!("mkdir {} {mode:o}", String::from_utf8_lossy(&p)));
+        let h = host(rfs::mkdirat(
+            CWD,
+            self.host_path(&p),
+            Mode::from_raw_mode(mode),
+        ));
+        let t = self
+            .t_parent(&p)
+            .and_then(|(d, n)| tfs(self.sub.mkdir(d, &n, mode, &ROOT)).map(|_| ()));
         self.check("mkdir", h, t);
     }
 
@@ -243,8 +276,15 @@ impl World {
             1 => (FileType::Socket, 0o140000, 0),
             _ => (FileType::CharacterDevice, 0o020000, rfs::makedev(1, 3)),
         };
-        self.log.push(format!("mknod {} {ft:?}", String::from_utf8_lossy(&p)));
-        let h = host(rfs::mknodat(CWD, self.host_path(&p), ft, Mode::from_raw_mode(0o640), dev));
+        self.log
+            .push(format!("mknod {} {ft:?}", String::from_utf8_lossy(&p)));
+        let h = host(rfs::mknodat(
+            CWD,
+            self.host_path(&p),
+            ft,
+            Mode::from_raw_mode(0o640),
+            dev,
+        ));
         let t = self
             .t_parent(&p)
             .and_then(|(d, n)| tfs(self.sub.mknod(d, &n, bits | 0o640, dev, &ROOT)).map(|_| ()));
@@ -259,8 +299,13 @@ impl World {
             1 => b"/no/such/target".to_vec(),
             _ => format!("../nowhere-{}", self.rng.gen_range(0..1000)).into_bytes(),
         };
-        self.log.push(format!("symlink {}", String::from_utf8_lossy(&p)));
-        let h = host(rfs::symlinkat(OsStr::from_bytes(&target), CWD, self.host_path(&p)));
+        self.log
+            .push(format!("symlink {}", String::from_utf8_lossy(&p)));
+        let h = host(rfs::symlinkat(
+            OsStr::from_bytes(&target),
+            CWD,
+            self.host_path(&p),
+        ));
         let t = self
             .t_parent(&p)
             .and_then(|(d, n)| tfs(self.sub.symlink(d, &n, &target, &ROOT)).map(|_| ()));
@@ -270,8 +315,18 @@ impl World {
     fn op_link(&mut self) {
         let old = self.existing(|_| true);
         let new = self.new_path();
-        self.log.push(format!("link {} {}", String::from_utf8_lossy(&old), String::from_utf8_lossy(&new)));
-        let h = host(rfs::linkat(CWD, self.host_path(&old), CWD, self.host_path(&new), AtFlags::empty()));
+        self.log.push(format!(
+            "link {} {}",
+            String::from_utf8_lossy(&old),
+            String::from_utf8_lossy(&new)
+        ));
+        let h = host(rfs::linkat(
+            CWD,
+            self.host_path(&old),
+            CWD,
+            self.host_path(&new),
+            AtFlags::empty(),
+        ));
         let t = self.t_resolve(&old).and_then(|ino| {
             let (d, n) = self.t_parent(&new)?;
             tfs(self.sub.link(ino, d, &n)).map(|_| ())
@@ -281,17 +336,23 @@ impl World {
 
     fn op_unlink(&mut self) {
         let p = self.existing(|_| true);
-        self.log.push(format!("unlink {}", String::from_utf8_lossy(&p)));
+        self.log
+            .push(format!("unlink {}", String::from_utf8_lossy(&p)));
         let h = host(rfs::unlinkat(CWD, self.host_path(&p), AtFlags::empty()));
-        let t = self.t_parent(&p).and_then(|(d, n)| tfs(self.sub.unlink(d, &n, &ROOT)));
+        let t = self
+            .t_parent(&p)
+            .and_then(|(d, n)| tfs(self.sub.unlink(d, &n, &ROOT)));
         self.check("unlink", h, t);
     }
 
     fn op_rmdir(&mut self) {
         let p = self.existing(|t| t == FileType::Directory || t == FileType::RegularFile);
-        self.log.push(format!("rmdir {}", String::from_utf8_lossy(&p)));
+        self.log
+            .push(format!("rmdir {}", String::from_utf8_lossy(&p)));
         let h = host(rfs::unlinkat(CWD, self.host_path(&p), AtFlags::REMOVEDIR));
-        let t = self.t_parent(&p).and_then(|(d, n)| tfs(self.sub.rmdir(d, &n, &ROOT)));
+        let t = self
+            .t_parent(&p)
+            .and_then(|(d, n)| tfs(self.sub.rmdir(d, &n, &ROOT)));
         self.check("rmdir", h, t);
     }
 
@@ -312,7 +373,13 @@ impl World {
             String::from_utf8_lossy(&old),
             String::from_utf8_lossy(&new)
         ));
-        let h = host(rfs::renameat_with(CWD, self.host_path(&old), CWD, self.host_path(&new), hf));
+        let h = host(rfs::renameat_with(
+            CWD,
+            self.host_path(&old),
+            CWD,
+            self.host_path(&new),
+            hf,
+        ));
         let t = self.t_parent(&old).and_then(|(od, on)| {
             let (nd, nn) = self.t_parent(&new)?;
             tfs(self.sub.rename(od, &on, nd, &nn, tf, &ROOT))
@@ -342,10 +409,21 @@ impl World {
             return;
         }
         let (off, d) = self.data();
-        self.log.push(format!("write {} @{off} +{}", String::from_utf8_lossy(&p), d.len()));
-        let h = host(rfs::openat(CWD, self.host_path(&p), OFlags::WRONLY, Mode::empty()))
-            .and_then(|fd| host(rustix::io::pwrite(&fd, &d, off)));
-        let t = self.t_resolve(&p).and_then(|ino| tfs(self.sub.write(ino, off, &d, &ROOT)));
+        self.log.push(format!(
+            "write {} @{off} +{}",
+            String::from_utf8_lossy(&p),
+            d.len()
+        ));
+        let h = host(rfs::openat(
+            CWD,
+            self.host_path(&p),
+            OFlags::WRONLY,
+            Mode::empty(),
+        ))
+        .and_then(|fd| host(rustix::io::pwrite(&fd, &d, off)));
+        let t = self
+            .t_resolve(&p)
+            .and_then(|ino| tfs(self.sub.write(ino, off, &d, &ROOT)));
         self.check("write", h, t);
     }
 
@@ -359,9 +437,15 @@ impl World {
         } else {
             self.rng.gen_range(0..1 << 21)
         };
-        self.log.push(format!("truncate {} {size}", String::from_utf8_lossy(&p)));
-        let h = host(rfs::openat(CWD, self.host_path(&p), OFlags::WRONLY, Mode::empty()))
-            .and_then(|fd| host(rfs::ftruncate(&fd, size)));
+        self.log
+            .push(format!("truncate {} {size}", String::from_utf8_lossy(&p)));
+        let h = host(rfs::openat(
+            CWD,
+            self.host_path(&p),
+            OFlags::WRONLY,
+            Mode::empty(),
+        ))
+        .and_then(|fd| host(rfs::ftruncate(&fd, size)));
         let t = self
             .t_resolve(&p)
             .and_then(|ino| tfs(self.sub.truncate(ino, size, &ROOT)).map(|_| ()));
@@ -369,8 +453,11 @@ impl World {
     }
 
     fn op_open(&mut self) {
-        let Some(p) = self.pick_entry(|t| t == FileType::RegularFile) else { return };
-        self.log.push(format!("open {}", String::from_utf8_lossy(&p)));
+        let Some(p) = self.pick_entry(|t| t == FileType::RegularFile) else {
+            return;
+        };
+        self.log
+            .push(format!("open {}", String::from_utf8_lossy(&p)));
         let fd = rfs::openat(CWD, self.host_path(&p), OFlags::RDWR, Mode::empty()).unwrap();
         let ino = self.t_resolve(&p).unwrap();
         self.sub.open(ino).unwrap();
@@ -385,14 +472,16 @@ impl World {
         match self.rng.gen_range(0..5) {
             0 | 1 => {
                 let (off, d) = self.data();
-                self.log.push(format!("fd write {} @{off} +{}", self.open[i].ino, d.len()));
+                self.log
+                    .push(format!("fd write {} @{off} +{}", self.open[i].ino, d.len()));
                 let h = host(rustix::io::pwrite(&self.open[i].fd, &d, off));
                 let t = tfs(self.sub.write(self.open[i].ino, off, &d, &ROOT));
                 self.check("fd write", h, t);
             }
             2 => {
                 let size = self.rng.gen_range(0..30000);
-                self.log.push(format!("fd truncate {} {size}", self.open[i].ino));
+                self.log
+                    .push(format!("fd truncate {} {size}", self.open[i].ino));
                 let h = host(rfs::ftruncate(&self.open[i].fd, size));
                 let t = tfs(self.sub.truncate(self.open[i].ino, size, &ROOT)).map(|_| ());
                 self.check("fd truncate", h, t);
@@ -401,7 +490,10 @@ impl World {
                 let punch = self.rng.gen_bool(0.6);
                 let off = self.rng.gen_range(0..40000);
                 let len = self.rng.gen_range(1..20000);
-                self.log.push(format!("fallocate {} punch={punch} @{off} +{len}", self.open[i].ino));
+                self.log.push(format!(
+                    "fallocate {} punch={punch} @{off} +{len}",
+                    self.open[i].ino
+                ));
                 let (hm, tm) = if punch {
                     (
                         rfs::FallocateFlags::PUNCH_HOLE | rfs::FallocateFlags::KEEP_SIZE,
@@ -424,7 +516,11 @@ impl World {
                 self.check("fd read", Ok(buf), t);
                 let st = rfs::fstat(&self.open[i].fd).unwrap();
                 let a = self.sub.getattr(self.open[i].ino).unwrap();
-                self.check("fd stat nlink/size", Ok((st.st_nlink as u32, st.st_size as u64)), Ok((a.nlink, a.size)));
+                self.check(
+                    "fd stat nlink/size",
+                    Ok((st.st_nlink as u32, st.st_size as u64)),
+                    Ok((a.nlink, a.size)),
+                );
             }
         }
     }
@@ -452,7 +548,10 @@ impl World {
                     1 => (rfs::XattrFlags::REPLACE, tidefs_fs::xattr_flags::REPLACE),
                     _ => (rfs::XattrFlags::empty(), 0),
                 };
-                self.log.push(format!("setxattr {} {name} {tf}", String::from_utf8_lossy(&p)));
+                self.log.push(format!(
+                    "setxattr {} {name} {tf}",
+                    String::from_utf8_lossy(&p)
+                ));
                 let h = host(rfs::lsetxattr(self.host_path(&p), name.as_str(), &v, hf));
                 let t = self
                     .t_resolve(&p)
@@ -460,16 +559,29 @@ impl World {
                 self.check("setxattr", h, t);
             }
             2 => {
-                self.log.push(format!("removexattr {} {name}", String::from_utf8_lossy(&p)));
+                self.log.push(format!(
+                    "removexattr {} {name}",
+                    String::from_utf8_lossy(&p)
+                ));
                 let h = host(rfs::lremovexattr(self.host_path(&p), name.as_str()));
-                let t = self.t_resolve(&p).and_then(|ino| tfs(self.sub.removexattr(ino, name.as_bytes())));
+                let t = self
+                    .t_resolve(&p)
+                    .and_then(|ino| tfs(self.sub.removexattr(ino, name.as_bytes())));
                 self.check("removexattr", h, t);
             }
             _ => {
-                self.log.push(format!("getxattr {} {name}", String::from_utf8_lossy(&p)));
+                self.log
+                    .push(format!("getxattr {} {name}", String::from_utf8_lossy(&p)));
                 let mut buf = vec![0u8; 65536];
-                let h = host(rfs::lgetxattr(self.host_path(&p), name.as_str(), &mut buf[..])).map(|n| buf[..n].to_vec());
-                let t = self.t_resolve(&p).and_then(|ino| tfs(self.sub.getxattr(ino, name.as_bytes())));
+                let h = host(rfs::lgetxattr(
+                    self.host_path(&p),
+                    name.as_str(),
+                    &mut buf[..],
+                ))
+                .map(|n| buf[..n].to_vec());
+                let t = self
+                    .t_resolve(&p)
+                    .and_then(|ino| tfs(self.sub.getxattr(ino, name.as_bytes())));
                 self.check("getxattr", h, t);
             }
         }
@@ -481,8 +593,14 @@ impl World {
             return;
         }
         let mode = self.rng.gen_range(0..0o10000u32);
-        self.log.push(format!("chmod {} {mode:o}", String::from_utf8_lossy(&p)));
-        let h = host(rfs::chmodat(CWD, self.host_path(&p), Mode::from_raw_mode(mode), AtFlags::empty()));
+        self.log
+            .push(format!("chmod {} {mode:o}", String::from_utf8_lossy(&p)));
+        let h = host(rfs::chmodat(
+            CWD,
+            self.host_path(&p),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        ));
         let t = self.t_resolve(&p).and_then(|ino| {
             let attr = SetAttr {
                 mode: Some(mode),
@@ -498,7 +616,8 @@ impl World {
         let ids = [0u32, 1000, 65534];
         let uid = ids[self.rng.gen_range(0..3)];
         let gid = ids[self.rng.gen_range(0..3)];
-        self.log.push(format!("chown {} {uid}:{gid}", String::from_utf8_lossy(&p)));
+        self.log
+            .push(format!("chown {} {uid}:{gid}", String::from_utf8_lossy(&p)));
         let h = host(rfs::chownat(
             CWD,
             self.host_path(&p),
@@ -519,9 +638,16 @@ impl World {
 
     fn op_utimens(&mut self) {
         let p = self.existing(|_| true);
-        let a = Timespec::new(self.rng.gen_range(0..1 << 31), self.rng.gen_range(0..1_000_000_000));
-        let m = Timespec::new(self.rng.gen_range(0..1 << 31), self.rng.gen_range(0..1_000_000_000));
-        self.log.push(format!("utimens {}", String::from_utf8_lossy(&p)));
+        let a = Timespec::new(
+            self.rng.gen_range(0..1 << 31),
+            self.rng.gen_range(0..1_000_000_000),
+        );
+        let m = Timespec::new(
+            self.rng.gen_range(0..1 << 31),
+            self.rng.gen_range(0..1_000_000_000),
+        );
+        self.log
+            .push(format!("utimens {}", String::from_utf8_lossy(&p)));
         let ts = |t: Timespec| RTimespec {
             tv_sec: t.sec,
             tv_nsec: t.nsec.into(),
@@ -530,7 +656,13 @@ impl World {
             last_access: ts(a),
             last_modification: ts(m),
         };
-        let h = host(rfs::utimensat(CWD, self.host_path(&p), &times, AtFlags::SYMLINK_NOFOLLOW)).map(|_| {
+        let h = host(rfs::utimensat(
+            CWD,
+            self.host_path(&p),
+            &times,
+            AtFlags::SYMLINK_NOFOLLOW,
+        ))
+        .map(|_| {
             let st = rfs::statat(CWD, self.host_path(&p), AtFlags::SYMLINK_NOFOLLOW).unwrap();
             (
                 Timespec::new(st.st_atime, st.st_atime_nsec as u32),
@@ -549,8 +681,11 @@ impl World {
     }
 
     fn op_read_file(&mut self) {
-        let Some(p) = self.pick_entry(|t| t == FileType::RegularFile) else { return };
-        self.log.push(format!("read {}", String::from_utf8_lossy(&p)));
+        let Some(p) = self.pick_entry(|t| t == FileType::RegularFile) else {
+            return;
+        };
+        self.log
+            .push(format!("read {}", String::from_utf8_lossy(&p)));
         let h = std::fs::read(self.host_path(&p)).unwrap();
         let ino = self.t_resolve(&p).unwrap();
         let t = tfs(self.sub.read(ino, 0, u64::MAX / 2));
@@ -564,7 +699,11 @@ impl World {
         if h != t {
             for (k, v) in &h {
                 if t.get(k) != Some(v) {
-                    eprintln!("host   {} {v:?}\ntidefs {:?}", String::from_utf8_lossy(k), t.get(k));
+                    eprintln!(
+                        "host   {} {v:?}\ntidefs {:?}",
+                        String::from_utf8_lossy(k),
+                        t.get(k)
+                    );
                 }
             }
             for k in t.keys() {
@@ -600,11 +739,21 @@ impl World {
                     uid: st.st_uid,
                     gid: st.st_gid,
                     nlink: st.st_nlink as u32,
-                    size: if ft == FileType::Directory { 0 } else { st.st_size as u64 },
-                    rdev: if ft == FileType::CharacterDevice { st.st_rdev } else { 0 },
+                    size: if ft == FileType::Directory {
+                        0
+                    } else {
+                        st.st_size as u64
+                    },
+                    rdev: if ft == FileType::CharacterDevice {
+                        st.st_rdev
+                    } else {
+                        0
+                    },
                     content: match ft {
                         FileType::RegularFile => std::fs::read(&p).unwrap(),
-                        FileType::Symlink => rfs::readlinkat(CWD, &p, Vec::new()).unwrap().into_bytes(),
+                        FileType::Symlink => {
+                            rfs::readlinkat(CWD, &p, Vec::new()).unwrap().into_bytes()
+                        }
                         _ => Vec::new(),
                     },
                     xattrs,
@@ -621,8 +770,18 @@ impl World {
         let mut groups: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
         let mut stack = vec![(ROOT_INO, Vec::new())];
         while let Some((dir, rel)) = stack.pop() {
-            for e in self.sub.readdir(dir, 0, usize::MAX).unwrap().into_iter().skip(2) {
-                let r = if rel.is_empty() { e.name.clone() } else { join(&[&rel, &e.name]) };
+            for e in self
+                .sub
+                .readdir(dir, 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .skip(2)
+            {
+                let r = if rel.is_empty() {
+                    e.name.clone()
+                } else {
+                    join(&[&rel, &e.name])
+                };
                 let a = self.sub.getattr(e.ino).unwrap();
                 let mut xattrs = BTreeMap::new();
                 for name in self.sub.listxattr(e.ino).unwrap() {
@@ -709,7 +868,10 @@ fn run(seed: u64) {
 
 #[test]
 fn random_operations_match_the_kernel() {
-    assert!(rustix::process::getuid().is_root(), "the model test compares against root's view of the host");
+    assert!(
+        rustix::process::getuid().is_root(),
+        "the model test compares against root's view of the host"
+    );
     rustix::process::umask(Mode::empty());
     for seed in seeds(SEEDS) {
         run_seeded("random_operations_match_the_kernel", seed, run);

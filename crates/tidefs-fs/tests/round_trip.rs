@@ -12,7 +12,9 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, SeekFrom, Timespec, Timestamps, XattrFlags, CWD};
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Mode, SeekFrom, Timespec, Timestamps, XattrFlags, CWD,
+};
 
 use common::{assert_clean, mem_fs};
 
@@ -22,8 +24,14 @@ fn p(root: &Path, rel: &[u8]) -> PathBuf {
 
 fn set_times(path: &Path, sec: i64, nsec: i64) {
     let t = Timestamps {
-        last_access: Timespec { tv_sec: sec - 100, tv_nsec: nsec },
-        last_modification: Timespec { tv_sec: sec, tv_nsec: nsec + 1 },
+        last_access: Timespec {
+            tv_sec: sec - 100,
+            tv_nsec: nsec,
+        },
+        last_modification: Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec + 1,
+        },
     };
     rfs::utimensat(CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW).unwrap();
 }
@@ -65,14 +73,49 @@ fn build_source(root: &Path) {
     }
     // Hard links across directories, symlinks, specials.
     write(b"many0/shared", b"shared by three names");
-    rfs::linkat(CWD, p(root, b"many0/shared"), CWD, p(root, b"many1/shared-too"), AtFlags::empty()).unwrap();
-    rfs::linkat(CWD, p(root, b"many0/shared"), CWD, p(root, b"names/third name"), AtFlags::empty()).unwrap();
+    rfs::linkat(
+        CWD,
+        p(root, b"many0/shared"),
+        CWD,
+        p(root, b"many1/shared-too"),
+        AtFlags::empty(),
+    )
+    .unwrap();
+    rfs::linkat(
+        CWD,
+        p(root, b"many0/shared"),
+        CWD,
+        p(root, b"names/third name"),
+        AtFlags::empty(),
+    )
+    .unwrap();
     rfs::symlinkat("many0/file3", CWD, p(root, b"link")).unwrap();
     rfs::symlinkat("/dangling/target", CWD, p(root, b"dangling")).unwrap();
     rfs::symlinkat(OsStr::from_bytes(&[b'x'; 4000]), CWD, p(root, b"long-link")).unwrap();
-    rfs::mknodat(CWD, p(root, b"fifo"), FileType::Fifo, Mode::from_raw_mode(0o640), 0).unwrap();
-    rfs::mknodat(CWD, p(root, b"sock"), FileType::Socket, Mode::from_raw_mode(0o600), 0).unwrap();
-    rfs::mknodat(CWD, p(root, b"null"), FileType::CharacterDevice, Mode::from_raw_mode(0o666), rfs::makedev(1, 3)).unwrap();
+    rfs::mknodat(
+        CWD,
+        p(root, b"fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    rfs::mknodat(
+        CWD,
+        p(root, b"sock"),
+        FileType::Socket,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    rfs::mknodat(
+        CWD,
+        p(root, b"null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rfs::makedev(1, 3),
+    )
+    .unwrap();
     // A sparse 1 GiB file with a few written blocks, and a medium file.
     let sparse = std::fs::File::create(p(root, b"sparse")).unwrap();
     for off in [0u64, 4096 * 1000, 500 << 20, (1 << 30) - 4096] {
@@ -82,12 +125,50 @@ fn build_source(root: &Path) {
     let medium: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
     write(b"medium", &medium);
     // Xattrs, modes, owners.
-    rfs::lsetxattr(p(root, b"many0/file1"), "user.note", b"hello", XattrFlags::empty()).unwrap();
-    rfs::lsetxattr(p(root, b"many0/file1"), "trusted.big", &vec![7u8; 3000], XattrFlags::empty()).unwrap();
-    rfs::lsetxattr(p(root, b"names"), "user.dir", b"on a directory", XattrFlags::empty()).unwrap();
-    rfs::lsetxattr(p(root, b"link"), "trusted.on-symlink", b"yes", XattrFlags::empty()).unwrap();
-    rfs::chownat(CWD, p(root, b"many1"), Some(rfs::Uid::from_raw(1000)), Some(rfs::Gid::from_raw(100)), AtFlags::empty()).unwrap();
-    rfs::chownat(CWD, p(root, b"link"), Some(rfs::Uid::from_raw(1234)), Some(rfs::Gid::from_raw(4321)), AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    rfs::lsetxattr(
+        p(root, b"many0/file1"),
+        "user.note",
+        b"hello",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    rfs::lsetxattr(
+        p(root, b"many0/file1"),
+        "trusted.big",
+        &vec![7u8; 3000],
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    rfs::lsetxattr(
+        p(root, b"names"),
+        "user.dir",
+        b"on a directory",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    rfs::lsetxattr(
+        p(root, b"link"),
+        "trusted.on-symlink",
+        b"yes",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    rfs::chownat(
+        CWD,
+        p(root, b"many1"),
+        Some(rfs::Uid::from_raw(1000)),
+        Some(rfs::Gid::from_raw(100)),
+        AtFlags::empty(),
+    )
+    .unwrap();
+    rfs::chownat(
+        CWD,
+        p(root, b"link"),
+        Some(rfs::Uid::from_raw(1234)),
+        Some(rfs::Gid::from_raw(4321)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
     for (rel, mode) in [
         (b"many0/file2".as_slice(), 0o4755),
         (b"many0/file4", 0o2711),
@@ -95,14 +176,24 @@ fn build_source(root: &Path) {
         (b"many3", 0o2750),
         (b"many0/file5", 0o000),
     ] {
-        rfs::chmodat(CWD, p(root, rel), Mode::from_raw_mode(mode), AtFlags::empty()).unwrap();
+        rfs::chmodat(
+            CWD,
+            p(root, rel),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .unwrap();
     }
     // Times last, children before parents.
     let mut all = Vec::new();
     collect(root, b"", &mut all);
     all.sort_by_key(|r| std::cmp::Reverse(r.iter().filter(|&&b| b == b'/').count()));
     for (i, rel) in all.iter().enumerate() {
-        set_times(&p(root, rel), 1_000_000_000 + i as i64, (i as i64 * 7919) % 999_999_998);
+        set_times(
+            &p(root, rel),
+            1_000_000_000 + i as i64,
+            (i as i64 * 7919) % 999_999_998,
+        );
     }
     set_times(root, 999_999_999, 123_456_789);
 }
@@ -144,7 +235,9 @@ fn data_map(path: &Path, size: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < size {
-        let Ok(start) = rfs::seek(f.as_fd(), SeekFrom::Data(at)) else { break };
+        let Ok(start) = rfs::seek(f.as_fd(), SeekFrom::Data(at)) else {
+            break;
+        };
         let end = rfs::seek(f.as_fd(), SeekFrom::Hole(start)).unwrap();
         out.push((start, end));
         at = end;
@@ -154,7 +247,13 @@ fn data_map(path: &Path, size: u64) -> Vec<(u64, u64)> {
 
 /// Reads a file without moving its atime (other names of it are statted later).
 fn read_noatime(path: &Path) -> Vec<u8> {
-    let fd = rfs::openat(CWD, path, rfs::OFlags::RDONLY | rfs::OFlags::NOATIME, Mode::empty()).unwrap();
+    let fd = rfs::openat(
+        CWD,
+        path,
+        rfs::OFlags::RDONLY | rfs::OFlags::NOATIME,
+        Mode::empty(),
+    )
+    .unwrap();
     let size = rfs::fstat(&fd).unwrap().st_size as usize;
     let mut buf = vec![0u8; size];
     let mut done = 0;
@@ -171,7 +270,11 @@ fn check(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
     // Each entry is statted before it is read or listed: reading moves atimes (relatime).
     let mut pending = vec![Vec::new()];
     while let Some(rel) = pending.pop() {
-        let path = if rel.is_empty() { root.to_path_buf() } else { p(root, &rel) };
+        let path = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            p(root, &rel)
+        };
         let st = rfs::statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW).unwrap();
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             for e in std::fs::read_dir(&path).unwrap() {
@@ -193,9 +296,16 @@ fn check(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
             xattrs.insert(name.to_vec(), v[..len].to_vec());
         }
         let (content, map) = match ft {
-            FileType::RegularFile if st.st_size < 10 << 20 => (read_noatime(&path), data_map(&path, st.st_size as u64)),
+            FileType::RegularFile if st.st_size < 10 << 20 => {
+                (read_noatime(&path), data_map(&path, st.st_size as u64))
+            }
             FileType::RegularFile => (Vec::new(), data_map(&path, st.st_size as u64)),
-            FileType::Symlink => (rfs::readlinkat(CWD, &path, Vec::new()).unwrap().into_bytes(), Vec::new()),
+            FileType::Symlink => (
+                rfs::readlinkat(CWD, &path, Vec::new())
+                    .unwrap()
+                    .into_bytes(),
+                Vec::new(),
+            ),
             _ => (Vec::new(), Vec::new()),
         };
         if ft != FileType::Directory {
@@ -208,7 +318,11 @@ fn check(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
                 uid: st.st_uid,
                 gid: st.st_gid,
                 nlink: st.st_nlink,
-                size: if ft == FileType::Directory { 0 } else { st.st_size as u64 },
+                size: if ft == FileType::Directory {
+                    0
+                } else {
+                    st.st_size as u64
+                },
                 rdev: st.st_rdev,
                 atime: (st.st_atime, st.st_atime_nsec as u32),
                 mtime: (st.st_mtime, st.st_mtime_nsec as u32),
@@ -246,7 +360,9 @@ fn import_then_export_reproduces_everything() {
     // Every inode's data once (hard links are not copied again), holes not at all.
     let data_bytes: u64 = before
         .iter()
-        .filter(|(path, s)| s.mode & 0o170000 == 0o100000 && s.links[0] == **path && s.size < 1 << 30)
+        .filter(|(path, s)| {
+            s.mode & 0o170000 == 0o100000 && s.links[0] == **path && s.size < 1 << 30
+        })
         .map(|(_, s)| s.size)
         .sum();
     assert_eq!(stats.bytes, data_bytes + 4 * 4096);

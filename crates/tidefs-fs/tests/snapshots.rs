@@ -38,17 +38,35 @@ fn snapshot_keeps_old_state_while_head_changes() {
     let f = sub.resolve(b"/d/f").unwrap();
     sub.write(f, 1000, b"changed", &ROOT).unwrap();
     sub.unlink(ROOT_INO, b"small", &ROOT).unwrap();
-    sub.rename(ROOT_INO, b"d", ROOT_INO, b"e", 0, &ROOT).unwrap();
+    sub.rename(ROOT_INO, b"d", ROOT_INO, b"e", 0, &ROOT)
+        .unwrap();
     sub.setxattr(f, b"user.x", b"1", 0).unwrap();
     assert_clean(&fs);
     assert_eq!(read_path(&snap, b"/d/f"), vec![1u8; 300_000]);
     assert_eq!(read_path(&snap, b"/small"), b"v1");
-    assert_eq!(snap.getxattr(f, b"user.x").unwrap_err().errno(), errno::ENODATA);
+    assert_eq!(
+        snap.getxattr(f, b"user.x").unwrap_err().errno(),
+        errno::ENODATA
+    );
     // Snapshots refuse every change.
-    assert_eq!(snap.create(ROOT_INO, b"n", 0o644, &ROOT).unwrap_err().errno(), errno::EROFS);
-    assert_eq!(snap.write(f, 0, b"x", &ROOT).unwrap_err().errno(), errno::EROFS);
-    assert_eq!(snap.unlink(ROOT_INO, b"small", &ROOT).unwrap_err().errno(), errno::EROFS);
-    assert_eq!(snap.setxattr(f, b"user.y", b"", 0).unwrap_err().errno(), errno::EROFS);
+    assert_eq!(
+        snap.create(ROOT_INO, b"n", 0o644, &ROOT)
+            .unwrap_err()
+            .errno(),
+        errno::EROFS
+    );
+    assert_eq!(
+        snap.write(f, 0, b"x", &ROOT).unwrap_err().errno(),
+        errno::EROFS
+    );
+    assert_eq!(
+        snap.unlink(ROOT_INO, b"small", &ROOT).unwrap_err().errno(),
+        errno::EROFS
+    );
+    assert_eq!(
+        snap.setxattr(f, b"user.y", b"", 0).unwrap_err().errno(),
+        errno::EROFS
+    );
     // Across subvolumes: EXDEV.
     let err = fs
         .rename_between(&sub, ROOT_INO, b"e", &snap, ROOT_INO, b"z", 0, &ROOT)
@@ -68,14 +86,20 @@ fn clones_are_independent() {
     let snap = fs.snapshot("main", "s1").unwrap();
     let f = clone.resolve(b"/d/f").unwrap();
     clone.write(f, 0, b"clone", &ROOT).unwrap();
-    clone.create(ROOT_INO, b"only-in-clone", 0o644, &ROOT).unwrap();
-    sub.write(sub.resolve(b"/small").unwrap(), 0, b"v2", &ROOT).unwrap();
+    clone
+        .create(ROOT_INO, b"only-in-clone", 0o644, &ROOT)
+        .unwrap();
+    sub.write(sub.resolve(b"/small").unwrap(), 0, b"v2", &ROOT)
+        .unwrap();
     assert_eq!(&read_path(&clone, b"/d/f")[..6], b"clone\x01");
     assert_eq!(read_path(&sub, b"/d/f"), vec![1u8; 300_000]);
     assert_eq!(read_path(&snap, b"/d/f"), vec![1u8; 300_000]);
     assert_eq!(read_path(&clone, b"/small"), b"v1");
     assert_eq!(read_path(&snap, b"/small"), b"v1");
-    assert_eq!(sub.resolve(b"/only-in-clone").unwrap_err().errno(), errno::ENOENT);
+    assert_eq!(
+        sub.resolve(b"/only-in-clone").unwrap_err().errno(),
+        errno::ENOENT
+    );
     assert_clean(&fs);
 }
 
@@ -88,27 +112,51 @@ fn catalog_records_names_uuids_tids_and_metadata() {
     metadata.insert(b"primary-snapshot-id".to_vec(), b"42".to_vec());
     let received = tidefs_fs::Uuid::from_u128(7);
     let info = fs
-        .create_snapshot_with("main", "r", SnapshotOptions { received_uuid: Some(received), metadata })
+        .create_snapshot_with(
+            "main",
+            "r",
+            SnapshotOptions {
+                received_uuid: Some(received),
+                metadata,
+            },
+        )
         .unwrap();
     assert_eq!(info.created.sec, 1_700_000_005);
     assert!(info.tid.0 > 0);
     let listed = fs.list_snapshots("main").unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].metadata.get(b"primary-snapshot-id".as_slice()).unwrap(), b"42");
+    assert_eq!(
+        listed[0]
+            .metadata
+            .get(b"primary-snapshot-id".as_slice())
+            .unwrap(),
+        b"42"
+    );
     assert_eq!(fs.find_by_uuid(&info.uuid).unwrap().unwrap().name, "r");
     assert_eq!(fs.find_by_received_uuid(&received).unwrap()[0].id, info.id);
     fs.set_metadata(info.id, b"k", Some(b"v")).unwrap();
-    fs.set_metadata(info.id, b"primary-snapshot-id", None).unwrap();
+    fs.set_metadata(info.id, b"primary-snapshot-id", None)
+        .unwrap();
     let again = fs.info(info.id).unwrap();
     assert_eq!(again.metadata.len(), 1);
     fs.rename_snapshot("main", "r", "r2").unwrap();
     assert_eq!(fs.snapshot("main", "r").unwrap_err().errno(), errno::ENOENT);
     assert_eq!(fs.snapshot("main", "r2").unwrap().info().uuid, info.uuid);
-    assert_eq!(fs.create_snapshot("main", "r2").unwrap_err().errno(), errno::EEXIST);
-    assert_eq!(fs.create_snapshot("nope", "x").unwrap_err().errno(), errno::ENOENT);
+    assert_eq!(
+        fs.create_snapshot("main", "r2").unwrap_err().errno(),
+        errno::EEXIST
+    );
+    assert_eq!(
+        fs.create_snapshot("nope", "x").unwrap_err().errno(),
+        errno::ENOENT
+    );
     // The catalog survives a commit and reopen.
     fs.fsync().unwrap();
-    let reopened = Fs::open(fs.pool().clone(), std::sync::Arc::new(tidefs_fs::SystemClock)).unwrap();
+    let reopened = Fs::open(
+        fs.pool().clone(),
+        std::sync::Arc::new(tidefs_fs::SystemClock),
+    )
+    .unwrap();
     assert_eq!(reopened.list_snapshots("main").unwrap()[0].name, "r2");
     assert_clean(&reopened);
 }
@@ -122,7 +170,13 @@ fn setup_three(fs: &Fs, sub: &Subvol) {
     let c = fs.subvolume("c").unwrap();
     let f = c.resolve(b"/d/f").unwrap();
     c.write(f, 0, &vec![2u8; 200_000], &ROOT).unwrap();
-    sub.write(sub.resolve(b"/d/f").unwrap(), 100_000, &vec![3u8; 100_000], &ROOT).unwrap();
+    sub.write(
+        sub.resolve(b"/d/f").unwrap(),
+        100_000,
+        &vec![3u8; 100_000],
+        &ROOT,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -163,6 +217,10 @@ fn delete_in_every_order_returns_the_space() {
             assert_clean(&fs);
         }
         assert!(fs.list_subvolumes().unwrap().is_empty());
-        assert_eq!(used(&fs), empty, "all space shared by the three trees came back");
+        assert_eq!(
+            used(&fs),
+            empty,
+            "all space shared by the three trees came back"
+        );
     }
 }

@@ -29,14 +29,23 @@ pub fn assert_clean(fs: &Fs) {
     assert!(
         problems.is_empty(),
         "fs fsck:\n{}",
-        problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     fs.fsync().unwrap();
     let report = tidefs_store::fsck(fs.pool(), &mut |_| {}).unwrap();
     assert!(
         report.is_clean(),
         "store fsck:\n{}",
-        report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        report
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
