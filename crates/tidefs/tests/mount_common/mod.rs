@@ -159,6 +159,11 @@ impl TestPool {
         self.mounts.retain(|(m, _)| m != mnt);
     }
 
+    /// Forgets a mount whose server ended by itself (after a signal, say).
+    pub fn forget_mount(&mut self, mnt: &Path) {
+        self.mounts.retain(|(m, _)| m != mnt);
+    }
+
     pub fn fsck_clean(&self) {
         let out = self.tidefs(&["fsck"]);
         assert!(
