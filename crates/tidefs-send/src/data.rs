@@ -1,0 +1,462 @@
+//! File data: which ranges of a file the receiver must write, punch, preallocate or clone,
+//! and the commands that do it.
+//!
+//! A new file sends every stored range. A changed file sends only what its changed data
+//! records say: the store diff yields exactly the records that differ, and within those a
+//! block whose new record maps it to the same extent block as the old record did is
+//! unchanged (a write that split a record re-records the untouched pieces). Blocks that
+//! lost their record are holes now: FALLOCATE punch-hole in version 2 streams, zeros in
+//! version 1 (which has no punch). Preallocated ranges become FALLOCATE KEEP_SIZE in
+//! version 2 and are left as holes in version 1. TRUNCATE follows when the size changed
+//! (or, for a new file, when it ends past its last data).
+
+use tidefs_store::Extent;
+use tidefs_stream::{Command, StreamVersion};
+
+use crate::clone_src::CloneFile;
+use crate::error::SendResult;
+use crate::ordering::{Engine, InodeChange};
+use crate::paths::Lino;
+use crate::records::{split_key, DataRecord, BLOCK_BYTES, KIND_DATA};
+
+const FALLOC_KEEP_SIZE: u32 = 0x01;
+const FALLOC_PUNCH_HOLE: u32 = 0x02;
+/// Bytes read from the snapshot at a time.
+const READ_BYTES: u64 = 4 << 20;
+
+/// One thing to do to a range of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// Send the bytes of `[offset, offset + len)`, stored in blocks `ext_block..` of
+    /// `extent` (with their checksums).
+    Write {
+        offset: u64,
+        len: u64,
+        extent: Extent,
+        ext_block: u64,
+        crcs: Vec<u32>,
+    },
+    /// Send these bytes (inline data).
+    Inline { data: Vec<u8> },
+    /// Make `[offset, offset + len)` read as zeros without data.
+    Hole { offset: u64, len: u64 },
+    /// Preallocate (reads as zeros, holds space).
+    Prealloc { offset: u64, len: u64 },
+}
+
+/// start, len, extent, ext_off, prealloc, crcs
+type BlockRange = (u64, u64, Extent, u64, bool, Vec<u32>);
+
+fn records_of(ch: &InodeChange, new_side: bool) -> Vec<DataRecord> {
+    let mut out = Vec::new();
+    for d in &ch.records {
+        if split_key(&d.key).map(|k| k.1) != Some(KIND_DATA) {
+            continue;
+        }
+        let r = if new_side { &d.new } else { &d.old };
+        if let Some(r) = r {
+            if let Some(rec) = DataRecord::decode(r) {
+                out.push(rec);
+            }
+        }
+    }
+    out
+}
+
+fn ranges(recs: &[DataRecord]) -> (Option<usize>, Vec<BlockRange>) {
+    let mut inline = None;
+    let mut out = Vec::new();
+    for r in recs {
+        match r {
+            DataRecord::Inline(b) => inline = Some(b.len()),
+            DataRecord::Blocks {
+                start,
+                len,
+                extent,
+                ext_off,
+                prealloc,
+                crcs,
+            } => out.push((*start, *len, *extent, *ext_off, *prealloc, crcs.clone())),
+        }
+    }
+    out.sort_by_key(|r| r.0);
+    (inline, out)
+}
+
+fn find(ranges: &[BlockRange], b: u64) -> Option<(Extent, u64, bool)> {
+    let i = ranges.partition_point(|r| r.0 + r.1 <= b);
+    ranges
+        .get(i)
+        .filter(|r| r.0 <= b)
+        .map(|&(start, _, e, off, pre, _)| (e, off + (b - start), pre))
+}
+
+/// Appends a piece, merging it with the previous one when they continue each other.
+fn push(pieces: &mut Vec<Piece>, p: Piece) {
+    if let Some(last) = pieces.last_mut() {
+        match (last, &p) {
+            (
+                Piece::Write {
+                    offset: o1,
+                    len: l1,
+                    extent: e1,
+                    ext_block: b1,
+                    crcs: c1,
+                },
+                Piece::Write {
+                    offset: o2,
+                    len: l2,
+                    extent: e2,
+                    ext_block: b2,
+                    crcs: c2,
+                },
+            ) if *o1 + *l1 == *o2 && *l1 % BLOCK_BYTES == 0 && e1 == e2 && *b1 + *l1 / BLOCK_BYTES == *b2 => {
+                *l1 += l2;
+                c1.extend_from_slice(c2);
+                return;
+            }
+            (Piece::Hole { offset: o1, len: l1 }, Piece::Hole { offset: o2, len: l2 })
+            | (Piece::Prealloc { offset: o1, len: l1 }, Piece::Prealloc { offset: o2, len: l2 })
+                if *o1 + *l1 == *o2 =>
+            {
+                *l1 += l2;
+                return;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(p);
+}
+
+/// Clips `[offset, offset + len)` to the file size; `None` if nothing is left.
+fn clip(offset: u64, len: u64, size: u64) -> Option<(u64, u64)> {
+    (offset < size).then(|| (offset, len.min(size - offset)))
+}
+
+fn plan_new(recs: &[DataRecord], size: u64) -> (Vec<Piece>, u64) {
+    let mut pieces = Vec::new();
+    let mut end = 0;
+    for r in recs {
+        match r {
+            DataRecord::Inline(b) => {
+                let n = (b.len() as u64).min(size) as usize;
+                if n > 0 {
+                    pieces.push(Piece::Inline { data: b[..n].to_vec() });
+                    end = end.max(n as u64);
+                }
+            }
+            DataRecord::Blocks {
+                start,
+                len,
+                extent,
+                ext_off,
+                prealloc,
+                crcs,
+            } => {
+                if *prealloc {
+                    push(
+                        &mut pieces,
+                        Piece::Prealloc {
+                            offset: start * BLOCK_BYTES,
+                            len: len * BLOCK_BYTES,
+                        },
+                    );
+                } else if let Some((o, l)) = clip(start * BLOCK_BYTES, len * BLOCK_BYTES, size) {
+                    push(
+                        &mut pieces,
+                        Piece::Write {
+                            offset: o,
+                            len: l,
+                            extent: *extent,
+                            ext_block: *ext_off,
+                            crcs: crcs[..l.div_ceil(BLOCK_BYTES) as usize].to_vec(),
+                        },
+                    );
+                    end = end.max(o + l);
+                }
+            }
+        }
+    }
+    (pieces, end)
+}
+
+fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
+    let (old_inline, old_ranges) = ranges(old);
+    let (new_inline, new_ranges) = ranges(new);
+    let mut pieces = Vec::new();
+    // Per block of the file, what the changed records say, in block order.
+    let mut events: Vec<(u64, Piece)> = Vec::new();
+    for r in new {
+        if let DataRecord::Inline(b) = r {
+            let n = (b.len() as u64).min(size) as usize;
+            if n > 0 {
+                events.push((0, Piece::Inline { data: b[..n].to_vec() }));
+            }
+        }
+    }
+    for (start, len, extent, ext_off, prealloc, crcs) in &new_ranges {
+        let (start, len, extent, ext_off, prealloc) = (*start, *len, *extent, *ext_off, *prealloc);
+        for b in start..start + len {
+            let here = (extent, ext_off + (b - start), prealloc);
+            let was = find(&old_ranges, b);
+            if was == Some(here) {
+                continue;
+            }
+            let offset = b * BLOCK_BYTES;
+            if prealloc {
+                if was.is_some_and(|w| !w.2) || (b == 0 && old_inline.is_some()) {
+                    if let Some((o, l)) = clip(offset, BLOCK_BYTES, size) {
+                        events.push((b, Piece::Hole { offset: o, len: l }));
+                    }
+                }
+                events.push((b, Piece::Prealloc { offset, len: BLOCK_BYTES }));
+            } else if let Some((o, l)) = clip(offset, BLOCK_BYTES, size) {
+                events.push((
+                    b,
+                    Piece::Write {
+                        offset: o,
+                        len: l,
+                        extent,
+                        ext_block: ext_off + (b - start),
+                        crcs: vec![crcs[(b - start) as usize]],
+                    },
+                ));
+            }
+        }
+    }
+    // Blocks that had a record and have none now are holes.
+    let covered = |b: u64| find(&new_ranges, b).is_some() || (b == 0 && new_inline.is_some());
+    let mut old_blocks: Vec<u64> = Vec::new();
+    if old_inline.is_some() {
+        old_blocks.push(0);
+    }
+    for &(start, len, ..) in old_ranges.iter() {
+        old_blocks.extend(start..start + len);
+    }
+    for b in old_blocks {
+        if !covered(b) {
+            if let Some((o, l)) = clip(b * BLOCK_BYTES, BLOCK_BYTES, size) {
+                events.push((b, Piece::Hole { offset: o, len: l }));
+            }
+        }
+    }
+    events.sort_by_key(|(b, p)| (*b, matches!(p, Piece::Prealloc { .. })));
+    for (_, p) in events {
+        push(&mut pieces, p);
+    }
+    pieces
+}
+
+/// Sends the data of regular file `n` (at `path` at the receiver).
+pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: bool, path: &[u8]) -> SendResult<()> {
+    let item = ch.new.as_ref().expect("new version");
+    let size = item.size;
+    let (pieces, truncate) = if same {
+        let old = ch.old.as_ref().expect("old version");
+        let pieces = plan_diff(&records_of(ch, false), &records_of(ch, true), size);
+        (pieces, (old.size != size).then_some(size))
+    } else {
+        let recs = if ch.complete {
+            records_of(ch, true)
+        } else {
+            e.snap.data_records(ch.ino)?
+        };
+        let (pieces, end) = plan_new(&recs, size);
+        (pieces, (size > end).then_some(size))
+    };
+    let clone_files = if e.clones.is_empty() || pieces.is_empty() {
+        Vec::new()
+    } else {
+        e.clones.files(ch.ino, n.gen)?
+    };
+    let version = e.sink.version();
+    // Preallocations go after TRUNCATE: a truncate frees preallocated blocks past the end.
+    let (preallocs, pieces): (Vec<Piece>, Vec<Piece>) = pieces.into_iter().partition(|p| matches!(p, Piece::Prealloc { .. }));
+    let truncate_at = pieces.len();
+    let total = truncate_at + preallocs.len();
+    for (i, p) in pieces.into_iter().chain(preallocs).enumerate() {
+        if i == truncate_at {
+            if let Some(size) = truncate {
+                e.emit(Command::Truncate {
+                    path: path.to_vec(),
+                    size,
+                })?;
+            }
+        }
+        match p {
+            Piece::Inline { data } => emit_bytes(e, path, 0, &data)?,
+            Piece::Write {
+                offset,
+                len,
+                extent,
+                ext_block,
+                crcs,
+            } => {
+                send_range(e, ch.ino, path, offset, len, (extent, ext_block, &crcs), &clone_files)?;
+            }
+            Piece::Hole { offset, len } => {
+                if version >= StreamVersion::V2 {
+                    e.emit(Command::Fallocate {
+                        path: path.to_vec(),
+                        mode: FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE,
+                        offset,
+                        len,
+                    })?;
+                } else {
+                    let zeros = vec![0u8; e.sink.write_chunk_bytes().min(len as usize)];
+                    let mut at = offset;
+                    while at < offset + len {
+                        let n = (offset + len - at).min(zeros.len() as u64) as usize;
+                        emit_bytes(e, path, at, &zeros[..n])?;
+                        at += n as u64;
+                    }
+                }
+            }
+            Piece::Prealloc { offset, len } => {
+                if version >= StreamVersion::V2 {
+                    e.emit(Command::Fallocate {
+                        path: path.to_vec(),
+                        mode: FALLOC_KEEP_SIZE,
+                        offset,
+                        len,
+                    })?;
+                }
+            }
+        }
+    }
+    if truncate_at == total {
+        if let Some(size) = truncate {
+            e.emit(Command::Truncate {
+                path: path.to_vec(),
+                size,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn emit_bytes(e: &mut Engine<'_>, path: &[u8], offset: u64, data: &[u8]) -> SendResult<()> {
+    let chunk = e.sink.write_chunk_bytes();
+    let mut at = offset;
+    for c in data.chunks(chunk) {
+        e.emit(Command::Write {
+            path: path.to_vec(),
+            offset: at,
+            data: c.to_vec(),
+        })?;
+        at += c.len() as u64;
+    }
+    Ok(())
+}
+
+/// Sends `[offset, offset + len)` of the snapshot's file, stored from block `ext_block`
+/// of `extent` on: CLONE for whole blocks a clone source shares, WRITE for the rest.
+fn send_range(
+    e: &mut Engine<'_>,
+    ino: u64,
+    path: &[u8],
+    offset: u64,
+    len: u64,
+    (extent, ext_block, crcs): (Extent, u64, &[u32]),
+    clone_files: &[CloneFile],
+) -> SendResult<()> {
+    let end = offset + len;
+    let block_of = |pos: u64| ext_block + (pos - offset) / BLOCK_BYTES;
+    let shared_by = |f: &CloneFile, pos: u64| pos + BLOCK_BYTES <= end && f.shares(pos / BLOCK_BYTES, extent, block_of(pos));
+    let mut at = offset;
+    while at < end {
+        if let Some(f) = clone_files.iter().find(|f| shared_by(f, at)) {
+            let mut run_end = at + BLOCK_BYTES;
+            while shared_by(f, run_end) {
+                run_end += BLOCK_BYTES;
+            }
+            let src = &e.clones.sources[f.source];
+            let c = Command::Clone {
+                path: path.to_vec(),
+                offset: at,
+                len: run_end - at,
+                clone_uuid: src.uuid,
+                clone_ctransid: src.ctransid,
+                clone_path: f.path.clone(),
+                clone_offset: at,
+            };
+            e.emit(c)?;
+            at = run_end;
+            continue;
+        }
+        let mut piece_end = end.min(at + READ_BYTES);
+        if !clone_files.is_empty() {
+            // Stop before the next block a source shares.
+            let mut p = at + BLOCK_BYTES;
+            while p < piece_end && !clone_files.iter().any(|f| shared_by(f, p)) {
+                p += BLOCK_BYTES;
+            }
+            piece_end = piece_end.min(p);
+        }
+        let first = (at - offset) / BLOCK_BYTES;
+        let last = (piece_end - offset).div_ceil(BLOCK_BYTES);
+        let data = e.snap.read_blocks(
+            ino,
+            extent,
+            ext_block + first,
+            &crcs[first as usize..last as usize],
+            (at - offset) % BLOCK_BYTES,
+            piece_end - at,
+        )?;
+        emit_bytes(e, path, at, &data)?;
+        at = piece_end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(block: u64) -> Extent {
+        Extent { block, blocks: 512 }
+    }
+
+    fn rec(start: u64, len: u64, e: u64, off: u64) -> DataRecord {
+        DataRecord::Blocks {
+            start,
+            len,
+            extent: ext(e),
+            ext_off: off,
+            prealloc: false,
+            crcs: (0..len).map(|i| (e + off + i) as u32).collect(),
+        }
+    }
+
+    #[test]
+    fn a_split_record_sends_only_the_rewritten_block() {
+        // Old: blocks 0..10 of extent 100. New: head 0..4 (same), block 4 fresh, tail 5..10.
+        let old = vec![rec(0, 10, 100, 0)];
+        let new = vec![rec(0, 4, 100, 0), rec(4, 1, 200, 0), rec(5, 5, 100, 5)];
+        let p = plan_diff(&old, &new, 10 * BLOCK_BYTES);
+        assert_eq!(
+            p,
+            vec![Piece::Write {
+                offset: 4 * BLOCK_BYTES,
+                len: BLOCK_BYTES,
+                extent: ext(200),
+                ext_block: 0,
+                crcs: vec![200]
+            }]
+        );
+    }
+
+    #[test]
+    fn removed_records_become_holes_within_the_new_size() {
+        let old = vec![rec(0, 4, 100, 0)];
+        let new = vec![rec(0, 1, 100, 0), rec(3, 1, 100, 3)];
+        let p = plan_diff(&old, &new, 3 * BLOCK_BYTES + 10);
+        assert_eq!(
+            p,
+            vec![Piece::Hole {
+                offset: BLOCK_BYTES,
+                len: 2 * BLOCK_BYTES
+            }]
+        );
+    }
+}
