@@ -16,7 +16,7 @@ use rustix::fs::{
 use crate::clock::Timespec;
 use crate::error::{FsError, Result};
 use crate::file_data::{ExtentKind, FileExtent};
-use crate::host::{io_err, COPY_CHUNK_BYTES};
+use crate::host::{io_err, Xattrs, COPY_CHUNK_BYTES};
 use crate::import::{CopyStats, Progress};
 use crate::inode::{FileKind, Inode, ROOT_INO};
 use crate::subvol::Subvol;
@@ -24,13 +24,10 @@ use crate::subvol::Subvol;
 /// Files up to this size are read with their directory's listing.
 const SMALL_FILE_BYTES: u64 = 1 << 20;
 
-/// Name/value pairs of an inode's xattrs.
-type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
-
 struct Entry {
     name: Vec<u8>,
     inode: Inode,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    xattrs: Xattrs,
     symlink: Vec<u8>,
     extents: Vec<FileExtent>,
     /// The whole file, for small files.

@@ -1,15 +1,22 @@
 //! What import and export need from the host file system: metadata as tidefs fields,
 //! xattrs, and errors that name the path.
 
+use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::clock::Timespec;
 use crate::error::{FsError, Result};
 
 /// Bytes of a file's data read in one piece during import and export.
 pub(crate) const COPY_CHUNK_BYTES: usize = 2 << 20;
+
+/// Name/value pairs of a file's xattrs.
+pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The attributes of a host file that tidefs keeps.
 #[derive(Debug, Clone, Copy)]
@@ -55,11 +62,70 @@ pub(crate) fn io_err<'p>(
     }
 }
 
+/// Attributes of `name` in the directory `dir` (not following symlinks); `path` names it
+/// in errors. Lookups relative to an open directory save a path walk per file.
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<HostMeta> {
+    let st =
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err("lstat", path))?;
+    Ok(HostMeta {
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size as u64,
+        nlink: st.st_nlink,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        atime: Timespec::new(st.st_atime, st.st_atime_nsec as u32),
+        mtime: Timespec::new(st.st_mtime, st.st_mtime_nsec as u32),
+    })
+}
+
+/// The data (`size` bytes, as lstat said) and xattrs of a small regular file.
+pub(crate) fn read_small_file(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    size: u64,
+    path: &Path,
+) -> Result<(Vec<u8>, Xattrs)> {
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io_err("open", path))?;
+    let mut data = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < data.len() {
+        let n =
+            rustix::io::pread(&fd, &mut data[done..], done as u64).map_err(io_err("read", path))?;
+        if n == 0 {
+            data.truncate(done); // shrank since lstat
+            break;
+        }
+        done += n;
+    }
+    let xattrs = collect_xattrs(
+        path,
+        |buf| rustix::fs::flistxattr(&fd, buf),
+        |name, buf| rustix::fs::fgetxattr(&fd, name, buf),
+    )?;
+    Ok((data, xattrs))
+}
+
 /// Every xattr of `path` (not following symlinks), by name.
-pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn read_xattrs(path: &Path) -> Result<Xattrs> {
+    collect_xattrs(
+        path,
+        |buf| rustix::fs::llistxattr(path, buf),
+        |name, buf| rustix::fs::lgetxattr(path, name, buf),
+    )
+}
+
+fn collect_xattrs(
+    path: &Path,
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&OsStr, &mut [u8]) -> rustix::io::Result<usize>,
+) -> Result<Xattrs> {
     let mut names = vec![0u8; 1024];
     let n = loop {
-        match rustix::fs::llistxattr(path, &mut names[..]) {
+        match list(&mut names[..]) {
             Ok(n) => break n,
             Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
             Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
@@ -68,10 +134,9 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-        let name_os = std::ffi::OsStr::from_bytes(name);
         let mut value = vec![0u8; 256];
         let len = loop {
-            match rustix::fs::lgetxattr(path, name_os, &mut value[..]) {
+            match get(OsStr::from_bytes(name), &mut value[..]) {
                 Ok(len) => break len,
                 Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 4, 0),
                 Err(e) => return Err(io_err("getxattr", path)(e)),

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
+
+use rustix::fs::{Mode, OFlags, CWD};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -17,7 +19,9 @@ use crate::clock::Timespec;
 use crate::cx::Cx;
 use crate::dir::check_name;
 use crate::error::{FsError, Result};
-use crate::host::{io_err, lstat, read_xattrs, HostMeta, COPY_CHUNK_BYTES};
+use crate::host::{
+    io_err, lstat, read_small_file, read_xattrs, stat_at, HostMeta, Xattrs, COPY_CHUNK_BYTES,
+};
 use crate::inode::{FileKind, Inode, NewInode, ROOT_INO};
 use crate::subvol::Subvol;
 use crate::xattr::check_xattr_name;
@@ -68,7 +72,7 @@ struct Item {
     parent: usize,
     name: Vec<u8>,
     meta: HostMeta,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    xattrs: Xattrs,
     body: Body,
 }
 
@@ -84,6 +88,13 @@ fn walk(root: &Path, tx: &SyncSender<Result<Vec<Item>>>) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), 0usize)];
     let mut next_id = 1;
     while let Some((dir, id)) = stack.pop() {
+        let dir_fd = rustix::fs::openat(
+            CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err("open", &dir))?;
         let mut names: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| FsError::host("readdir", &dir, e))?
             .map(|e| {
@@ -94,7 +105,8 @@ fn walk(root: &Path, tx: &SyncSender<Result<Vec<Item>>>) -> Result<()> {
         names.sort();
         for name in names {
             let path = dir.join(&name);
-            let meta = lstat(&path)?;
+            let meta = stat_at(dir_fd.as_fd(), &name, &path)?;
+            let mut xattrs = None;
             let body = match FileKind::from_mode(meta.mode) {
                 Some(FileKind::Directory) => {
                     let child = next_id;
@@ -102,9 +114,11 @@ fn walk(root: &Path, tx: &SyncSender<Result<Vec<Item>>>) -> Result<()> {
                     stack.push((path.clone(), child));
                     Body::Dir { id: child }
                 }
-                Some(FileKind::Regular) if meta.size <= SMALL_FILE_BYTES => Body::SmallFile {
-                    data: std::fs::read(&path).map_err(|e| FsError::host("read", &path, e))?,
-                },
+                Some(FileKind::Regular) if meta.size <= SMALL_FILE_BYTES => {
+                    let (data, x) = read_small_file(dir_fd.as_fd(), &name, meta.size, &path)?;
+                    xattrs = Some(x);
+                    Body::SmallFile { data }
+                }
                 Some(FileKind::Regular) => Body::BigFile { path: path.clone() },
                 Some(FileKind::Symlink) => Body::Symlink {
                     target: std::fs::read_link(&path)
@@ -115,11 +129,15 @@ fn walk(root: &Path, tx: &SyncSender<Result<Vec<Item>>>) -> Result<()> {
                 },
                 _ => Body::Special,
             };
+            let xattrs = match xattrs {
+                Some(x) => x,
+                None => read_xattrs(&path)?,
+            };
             batch.push(Item {
                 parent: id,
                 name: name.as_bytes().to_vec(),
                 meta,
-                xattrs: read_xattrs(&path)?,
+                xattrs,
                 body,
             });
             if batch.len() >= BATCH_ITEMS && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
@@ -201,19 +219,19 @@ impl Importer<'_> {
     ) -> Result<(u64, bool)> {
         let m = &item.meta;
         if item.parent == usize::MAX {
-            // The root directory takes the host directory's attributes.
-            let mut root = match dirs.remove(&ROOT_INO) {
+            // The target directory takes the host directory's attributes.
+            let target = self.dir_inos[0];
+            let mut root = match dirs.remove(&target) {
                 Some(r) => r,
-                None => cx.inode(ROOT_INO)?,
+                None => cx.dir_inode(target)?,
             };
             root.mode = m.mode;
             root.uid = m.uid;
             root.gid = m.gid;
             self.apply_xattrs(cx, &root, &item.xattrs)?;
-            dirs.insert(ROOT_INO, root);
-            self.set_dir_ino(0, ROOT_INO);
-            self.dir_times.push((ROOT_INO, m.atime, m.mtime));
-            return Ok((ROOT_INO, false));
+            dirs.insert(target, root);
+            self.dir_times.push((target, m.atime, m.mtime));
+            return Ok((target, false));
         }
         check_name(&item.name)?;
         let parent_ino = self.dir_inos[item.parent];
@@ -363,9 +381,19 @@ pub fn import(
     host_dir: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<CopyStats> {
+    import_into(sub, ROOT_INO, host_dir, progress)
+}
+
+/// [`import`] into the directory `dir` of `sub`, which takes `host_dir`'s attributes.
+pub fn import_into(
+    sub: &Subvol,
+    dir: u64,
+    host_dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CopyStats> {
     let mut imp = Importer {
         sub,
-        dir_inos: vec![ROOT_INO],
+        dir_inos: vec![dir],
         links: HashMap::new(),
         dir_times: Vec::new(),
         stats: CopyStats::default(),

@@ -43,7 +43,7 @@ pub use export::export;
 pub use file_data::{falloc, ExtentKind, FileExtent};
 pub use fs::{Fs, SnapshotOptions, StatFs};
 pub use fsck::{fsck_subvol, FsProblem};
-pub use import::{import, CopyStats, Progress};
+pub use import::{import, import_into, CopyStats, Progress};
 pub use inode::{FileKind, Inode, ROOT_INO};
 pub use rename::rename_flags;
 pub use setattr::{SetAttr, TimeSet};
