@@ -22,6 +22,7 @@ mod read_txn;
 mod record;
 mod space_map;
 mod superblock;
+mod tracked_set;
 mod tree_space;
 mod tree_view;
 mod txn;

@@ -297,8 +297,7 @@ impl Pool {
         self.check_failed()?;
         let mut guard = self.shared.writer.lock();
         let w = &mut *guard;
-        let saved = w.txn.clone();
-        let freed_len = w.txn.freed.len();
+        let saved = w.txn.savepoint();
         w.space.begin_savepoint();
         let mut result = {
             let mut txn = WriteTxn {
@@ -322,16 +321,14 @@ impl Pool {
         match result {
             Ok(v) => {
                 w.space.end_savepoint();
+                w.txn.keep();
                 Ok(v)
             }
             Err(e) => {
                 if let Err(undo) = w.space.rollback() {
                     self.fail(format!("undoing a failed change: {undo}"));
                 }
-                let mut restored = saved;
-                restored.freed = std::mem::take(&mut w.txn.freed);
-                restored.freed.truncate(freed_len);
-                w.txn = restored;
+                w.txn.rollback(saved);
                 Err(e)
             }
         }

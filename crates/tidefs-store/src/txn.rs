@@ -1,7 +1,7 @@
 //! The write transaction: the single writer's view of the pool, edited in memory and written
 //! out by a commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::bref::{Extent, TreeInfo};
@@ -14,6 +14,7 @@ use crate::node::EntryKind;
 use crate::node_io::{BatchWriter, NodeIo};
 use crate::record::Record;
 use crate::space_map::{FreedRun, SpaceMap, RC_MAX};
+use crate::tracked_set::TrackedSet;
 use crate::tree_view::TreeView;
 
 /// A tree this transaction has touched.
@@ -26,17 +27,27 @@ pub(crate) struct TreeState {
     pub entry_dirty: bool,
 }
 
+/// What [`TxnState::rollback`] restores.
+pub(crate) struct Savepoint {
+    trees: HashMap<TreeId, TreeState>,
+    root_tree: Root,
+    next_tree_id: u64,
+    freed_len: usize,
+    dirty_nodes: u64,
+    fresh_bytes: u64,
+    changed: bool,
+}
+
 /// Everything the open transaction has changed.
-#[derive(Clone)]
 pub(crate) struct TxnState {
     pub tid: Tid,
     pub trees: HashMap<TreeId, TreeState>,
     pub root_tree: Root,
     pub next_tree_id: u64,
     pub freed: Vec<FreedRun>,
-    pub fresh: HashSet<u64>,
+    pub fresh: TrackedSet,
     /// Extents allocated by this transaction (writable until commit).
-    pub born: HashSet<u64>,
+    pub born: TrackedSet,
     pub dirty_nodes: u64,
     pub fresh_bytes: u64,
     pub changed: bool,
@@ -50,12 +61,47 @@ impl TxnState {
             root_tree,
             next_tree_id,
             freed: Vec::new(),
-            fresh: HashSet::new(),
-            born: HashSet::new(),
+            fresh: TrackedSet::default(),
+            born: TrackedSet::default(),
             dirty_nodes: 0,
             fresh_bytes: 0,
             changed: false,
         }
+    }
+
+    /// Remembers the state so a failed change can be undone. Cheap: the trees map holds
+    /// `Arc`s, and the extent sets and space map log their changes instead of being copied.
+    pub fn savepoint(&mut self) -> Savepoint {
+        self.fresh.begin_savepoint();
+        self.born.begin_savepoint();
+        Savepoint {
+            trees: self.trees.clone(),
+            root_tree: self.root_tree.clone(),
+            next_tree_id: self.next_tree_id,
+            freed_len: self.freed.len(),
+            dirty_nodes: self.dirty_nodes,
+            fresh_bytes: self.fresh_bytes,
+            changed: self.changed,
+        }
+    }
+
+    /// Keeps every change made since the savepoint.
+    pub fn keep(&mut self) {
+        self.fresh.end_savepoint();
+        self.born.end_savepoint();
+    }
+
+    /// Undoes every change made since the savepoint.
+    pub fn rollback(&mut self, sp: Savepoint) {
+        self.fresh.rollback();
+        self.born.rollback();
+        self.trees = sp.trees;
+        self.root_tree = sp.root_tree;
+        self.next_tree_id = sp.next_tree_id;
+        self.freed.truncate(sp.freed_len);
+        self.dirty_nodes = sp.dirty_nodes;
+        self.fresh_bytes = sp.fresh_bytes;
+        self.changed = sp.changed;
     }
 
     /// Blocks the next commit may need to allocate, at most.
@@ -431,7 +477,7 @@ impl WriteTxn<'_> {
                 extent.bytes()
             )));
         }
-        if !self.state.born.contains(&extent.block) {
+        if !self.state.born.contains(extent.block) {
             return Err(StoreError::Invalid(format!(
                 "extent at block {} was not allocated by this transaction; committed data is never overwritten",
                 extent.block
@@ -455,7 +501,7 @@ impl WriteTxn<'_> {
     /// the root tree last. Returns the root tree's new root.
     pub(crate) fn write_out_all(&mut self) -> Result<Root> {
         let tid = self.state.tid;
-        let fresh: Vec<u64> = self.state.fresh.drain().collect();
+        let fresh: Vec<u64> = self.state.fresh.take_all();
         for block in fresh {
             if let Some(blocks) = self.space.dec(block)? {
                 self.state.freed.push(FreedRun {

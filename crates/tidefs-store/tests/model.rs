@@ -145,7 +145,7 @@ fn run(seed: u64, steps: usize) {
                     })
                     .unwrap();
                 let model = h.live.get_mut(&tree).unwrap();
-                for ((ins, k, v), got) in ops.into_iter().zip(results) {
+                for ((ins, k, v, _), got) in ops.into_iter().zip(results) {
                     let expected = if ins {
                         model.insert(k, v).is_none()
                     } else {
@@ -243,6 +243,9 @@ fn run(seed: u64, steps: usize) {
                         for (k, v) in &ops {
                             if k[0] % 2 == 0 {
                                 t.remove(tree, k)?;
+                            } else if k[1] % 3 == 0 {
+                                let e = t.alloc_extent(2)?;
+                                t.insert_with_extent(tree, k, e, b"doomed")?;
                             } else {
                                 t.insert(tree, k, v)?;
                             }

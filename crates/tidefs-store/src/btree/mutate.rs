@@ -6,7 +6,6 @@
 //! adds one reference to each child and drops one from the original. Entries that hold an
 //! extent or a tree root count as references too.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::bref::{BlockRef, Extent};
@@ -16,6 +15,7 @@ use crate::layout::NODE_BLOCKS;
 use crate::node::{EntryKind, HeldRef, Node, NODE_CAPACITY_BYTES};
 use crate::node_io::{BatchWriter, NodeIo};
 use crate::space_map::{FreedRun, SpaceMap};
+use crate::tracked_set::TrackedSet;
 
 use super::root::Root;
 
@@ -26,7 +26,7 @@ pub(crate) struct Mutator<'a> {
     pub tid: Tid,
     pub owner: TreeId,
     pub freed: &'a mut Vec<FreedRun>,
-    pub fresh: &'a mut HashSet<u64>,
+    pub fresh: &'a mut TrackedSet,
     /// Upper bound on the nodes that the next commit must write.
     pub dirty_nodes: &'a mut u64,
 }
@@ -127,7 +127,7 @@ impl Mutator<'_> {
     /// Takes a reference for a newly written entry.
     fn attach(&mut self, held: HeldRef) -> Result<()> {
         if let HeldRef::Extent(e) = held {
-            if self.fresh.remove(&e.block) {
+            if self.fresh.remove(e.block) {
                 return Ok(()); // the allocation's own reference becomes the entry's
             }
         }
