@@ -127,19 +127,29 @@ fn run(seed: u64, steps: usize) {
                 } else {
                     rng.gen_range(1..20)
                 };
-                let ops: Vec<(bool, Vec<u8>, Vec<u8>)> = (0..n)
-                    .map(|_| (rng.gen_bool(0.7), key(&mut rng, space), value(&mut rng)))
+                let ops: Vec<(bool, Vec<u8>, Vec<u8>, bool)> = (0..n)
+                    .map(|_| {
+                        (
+                            rng.gen_bool(0.7),
+                            key(&mut rng, space),
+                            value(&mut rng),
+                            rng.gen_bool(0.05),
+                        )
+                    })
                     .collect();
                 let results = h
                     .pool()
                     .write(|t| -> Result<Vec<bool>, StoreError> {
                         ops.iter()
-                            .map(|(ins, k, v)| {
-                                if *ins {
-                                    t.insert(tree, k, v)
-                                } else {
-                                    t.remove(tree, k)
+                            .map(|(ins, k, v, with_extent)| match (ins, with_extent) {
+                                (true, true) if v.len() < 2000 => {
+                                    // A record that references data blocks.
+                                    let e = t.alloc_extent(1 + (v.len() % 3) as u32)?;
+                                    t.write_extent(e, 0, v)?;
+                                    t.insert_with_extent(tree, k, e, v)
                                 }
+                                (true, _) => t.insert(tree, k, v),
+                                (false, _) => t.remove(tree, k),
                             })
                             .collect()
                     })
