@@ -136,6 +136,8 @@ impl FsError {
             FsError::Host { source, .. } => source.raw_os_error().unwrap_or(EIO),
             FsError::Store(e) => match (e, e.kind()) {
                 (StoreError::ReadOnlyTree(_), _) => EROFS,
+                // A handle whose subvolume was deleted meanwhile.
+                (StoreError::NoSuchTree(_), _) => ENOENT,
                 (_, ErrorKind::NoSpace) => ENOSPC,
                 (StoreError::KeyTooLong { .. }, _) => ENAMETOOLONG,
                 (StoreError::ValueTooLong { .. }, _) => E2BIG,

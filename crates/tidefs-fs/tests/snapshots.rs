@@ -224,3 +224,15 @@ fn delete_in_every_order_returns_the_space() {
         );
     }
 }
+
+#[test]
+fn handles_on_deleted_subvolumes_say_enoent() {
+    let (fs, sub, _) = mem_fs();
+    populate(&sub);
+    fs.create_snapshot("main", "s").unwrap();
+    let snap = fs.snapshot("main", "s").unwrap();
+    fs.delete_snapshot("main", "s").unwrap();
+    assert_eq!(snap.getattr(ROOT_INO).unwrap_err().errno(), errno::ENOENT);
+    assert_eq!(fs.snapshot("main", "s").unwrap_err().errno(), errno::ENOENT);
+    assert_clean(&fs);
+}
