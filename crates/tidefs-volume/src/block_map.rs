@@ -38,7 +38,11 @@ const _: () = assert!(EXTENT_BLOCKS_MAX <= u16::MAX as u64 + 1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mapping {
     /// Block `index` of `extent`, whose bytes have checksum `crc`.
-    Data { extent: Extent, index: u16, crc: u32 },
+    Data {
+        extent: Extent,
+        index: u16,
+        crc: u32,
+    },
     /// Allocated, reads as zeroes.
     Zero,
 }
@@ -108,9 +112,15 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_bytes_are_pinned() {
-        assert_eq!(data_payload(3, 0xdead_beef), [1, 3, 0, 0xef, 0xbe, 0xad, 0xde]);
+        assert_eq!(
+            data_payload(3, 0xdead_beef),
+            [1, 3, 0, 0xef, 0xbe, 0xad, 0xde]
+        );
         assert_eq!(key(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
-        let extent = Extent { block: 77, blocks: 4 };
+        let extent = Extent {
+            block: 77,
+            blocks: 4,
+        };
         let record = Record {
             key: key(9).to_vec(),
             value: data_payload(3, 42).to_vec(),
@@ -139,7 +149,10 @@ mod tests {
 
     #[test]
     fn malformed_records_are_refused() {
-        let extent = Extent { block: 77, blocks: 4 };
+        let extent = Extent {
+            block: 77,
+            blocks: 4,
+        };
         let past_end = Record {
             key: key(1).to_vec(),
             value: data_payload(4, 0).to_vec(),

@@ -160,9 +160,9 @@ impl Catalog {
     /// Finds the catalog, creating it (and its header) on first use.
     pub fn open_or_create(t: &mut WriteTxn<'_>) -> Result<Catalog> {
         if let Some(tree) = t.named_tree(CATALOG_TREE_NAME)? {
-            let header = t.get(tree, &[K_HEADER])?.ok_or_else(|| {
-                VolumeError::CorruptCatalog("the catalog has no header".into())
-            })?;
+            let header = t
+                .get(tree, &[K_HEADER])?
+                .ok_or_else(|| VolumeError::CorruptCatalog("the catalog has no header".into()))?;
             let v = &header.value;
             if v.len() != 12 || &v[..8] != MAGIC {
                 return Err(VolumeError::CorruptCatalog("bad catalog header".into()));

@@ -57,10 +57,17 @@ pub enum ControlReply {
 }
 
 /// Serves one request. `pid` is the server's, `now` the time a snapshot is stamped with.
-pub fn handle(store: &VolumeStore, request: ControlRequest, now: Timestamp, pid: u32) -> ControlReply {
+pub fn handle(
+    store: &VolumeStore,
+    request: ControlRequest,
+    now: Timestamp,
+    pid: u32,
+) -> ControlReply {
     let result = match request {
         ControlRequest::Hello => return ControlReply::Hello { pid },
-        ControlRequest::List => store.list().map(|volumes| ControlReply::Volumes { volumes }),
+        ControlRequest::List => store
+            .list()
+            .map(|volumes| ControlReply::Volumes { volumes }),
         ControlRequest::Snapshot { volume, snapshot } => store
             .snapshot(&volume, &snapshot, now)
             .map(|info| ControlReply::Volumes {
@@ -109,7 +116,10 @@ mod tests {
             volume: "v".into(),
             snapshot: "s".into(),
         });
-        assert_eq!(line, b"{\"op\":\"snapshot\",\"volume\":\"v\",\"snapshot\":\"s\"}\n");
+        assert_eq!(
+            line,
+            b"{\"op\":\"snapshot\",\"volume\":\"v\",\"snapshot\":\"s\"}\n"
+        );
         let reply: ControlReply = decode_line(b"{\"reply\":\"hello\",\"pid\":7}").unwrap();
         assert_eq!(reply, ControlReply::Hello { pid: 7 });
         assert!(decode_line::<ControlRequest>(b"{\"op\":\"format_disk\"}").is_err());

@@ -16,7 +16,9 @@ pub enum VolumeError {
     Exists(String),
     #[error("invalid size {size}: {reason}")]
     InvalidSize { size: u64, reason: String },
-    #[error("volume {volume:?} has {count} snapshot(s); delete them first (or delete recursively)")]
+    #[error(
+        "volume {volume:?} has {count} snapshot(s); delete them first (or delete recursively)"
+    )]
     HasSnapshots { volume: String, count: usize },
     #[error("range {offset}+{len} lies outside {volume} ({size} bytes)")]
     OutOfRange {

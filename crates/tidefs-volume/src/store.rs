@@ -135,12 +135,7 @@ impl VolumeStore {
 
     /// Every volume, in name order.
     pub fn list(&self) -> Result<Vec<VolumeInfo>> {
-        self.look(|t, c| {
-            c.children(t, 0)?
-                .iter()
-                .map(|e| info_of(t, c, e))
-                .collect()
-        })
+        self.look(|t, c| c.children(t, 0)?.iter().map(|e| info_of(t, c, e)).collect())
     }
 
     /// One volume or snapshot.

@@ -504,7 +504,10 @@ impl AllocationRuns {
         self.covered = hi;
         match self.runs.last_mut() {
             Some(run) if run.state == state => run.len += hi - lo,
-            _ => self.runs.push(Allocation { len: hi - lo, state }),
+            _ => self.runs.push(Allocation {
+                len: hi - lo,
+                state,
+            }),
         }
     }
 

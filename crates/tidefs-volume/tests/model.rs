@@ -128,11 +128,19 @@ impl Harness {
     }
 
     fn volumes(&self) -> Vec<String> {
-        self.model.keys().filter(|k| !k.contains('@')).cloned().collect()
+        self.model
+            .keys()
+            .filter(|k| !k.contains('@'))
+            .cloned()
+            .collect()
     }
 
     fn snapshots(&self) -> Vec<String> {
-        self.model.keys().filter(|k| k.contains('@')).cloned().collect()
+        self.model
+            .keys()
+            .filter(|k| k.contains('@'))
+            .cloned()
+            .collect()
     }
 
     fn pick(&mut self, from: Vec<String>) -> Option<String> {
@@ -183,11 +191,16 @@ impl Harness {
         let choice = self.rng.gen_range(0..100);
         match choice {
             0..=29 => {
-                let Some(v) = self.pick(self.volumes()) else { return };
+                let Some(v) = self.pick(self.volumes()) else {
+                    return;
+                };
                 let (offset, len) = self.random_range(self.model[&v].size());
                 let mut data = vec![0u8; len as usize];
                 pattern(op, offset, &mut data);
-                let vol = self.store.open_volume(&VolumeRef::volume(&v), false).unwrap();
+                let vol = self
+                    .store
+                    .open_volume(&VolumeRef::volume(&v), false)
+                    .unwrap();
                 vol.write(offset, &data).unwrap();
                 self.model.get_mut(&v).unwrap().write(offset, &data, op);
             }
@@ -197,17 +210,27 @@ impl Harness {
                 self.check_read(&label);
             }
             50..=57 => {
-                let Some(v) = self.pick(self.volumes()) else { return };
+                let Some(v) = self.pick(self.volumes()) else {
+                    return;
+                };
                 let (offset, len) = self.random_range(self.model[&v].size());
-                let vol = self.store.open_volume(&VolumeRef::volume(&v), false).unwrap();
+                let vol = self
+                    .store
+                    .open_volume(&VolumeRef::volume(&v), false)
+                    .unwrap();
                 vol.trim(offset, len).unwrap();
                 self.model.get_mut(&v).unwrap().trim(offset, len);
             }
             58..=65 => {
-                let Some(v) = self.pick(self.volumes()) else { return };
+                let Some(v) = self.pick(self.volumes()) else {
+                    return;
+                };
                 let (offset, len) = self.random_range(self.model[&v].size());
                 let punch = self.rng.gen_bool(0.5);
-                let vol = self.store.open_volume(&VolumeRef::volume(&v), false).unwrap();
+                let vol = self
+                    .store
+                    .open_volume(&VolumeRef::volume(&v), false)
+                    .unwrap();
                 vol.write_zeroes(offset, len, punch).unwrap();
                 self.model
                     .get_mut(&v)
@@ -215,14 +238,18 @@ impl Harness {
                     .write_zeroes(offset, len, punch, op);
             }
             66..=73 => {
-                let Some(v) = self.pick(self.volumes()) else { return };
+                let Some(v) = self.pick(self.volumes()) else {
+                    return;
+                };
                 let name = format!("s{op}");
                 self.store.snapshot(&v, &name, now(op as i64)).unwrap();
                 let copy = self.model[&v].clone();
                 self.model.insert(format!("{v}@{name}"), copy);
             }
             74..=77 => {
-                let Some(s) = self.pick(self.snapshots()) else { return };
+                let Some(s) = self.pick(self.snapshots()) else {
+                    return;
+                };
                 let (v, snap) = s.split_once('@').unwrap();
                 let name = format!("c{op}");
                 self.store
@@ -232,13 +259,17 @@ impl Harness {
                 self.model.insert(name, copy);
             }
             78..=82 => {
-                let Some(v) = self.pick(self.volumes()) else { return };
+                let Some(v) = self.pick(self.volumes()) else {
+                    return;
+                };
                 let size = self.rng.gen_range(1..=VOLUME_BLOCKS_MAX) * B;
                 self.store.resize(&v, size).unwrap();
                 self.model.get_mut(&v).unwrap().resize(size);
             }
             83..=86 => {
-                let Some(s) = self.pick(self.snapshots()) else { return };
+                let Some(s) = self.pick(self.snapshots()) else {
+                    return;
+                };
                 let (v, snap) = s.split_once('@').unwrap();
                 self.store.delete_snapshot(v, snap).unwrap();
                 self.model.remove(&s);
@@ -258,7 +289,9 @@ impl Harness {
     }
 
     fn check_diff(&mut self) {
-        let Some(s) = self.pick(self.snapshots()) else { return };
+        let Some(s) = self.pick(self.snapshots()) else {
+            return;
+        };
         let (v, _) = s.split_once('@').unwrap();
         let v = v.to_string();
         // Against another snapshot of the same volume, or the live volume.
@@ -271,7 +304,10 @@ impl Harness {
         let other = self.pick(others).unwrap();
         let diff = self
             .store
-            .diff(&VolumeRef::parse(&s).unwrap(), &VolumeRef::parse(&other).unwrap())
+            .diff(
+                &VolumeRef::parse(&s).unwrap(),
+                &VolumeRef::parse(&other).unwrap(),
+            )
             .unwrap();
         let got: Vec<(u64, u64)> = diff.ranges.iter().map(|r| (r.offset, r.length)).collect();
         assert_eq!(

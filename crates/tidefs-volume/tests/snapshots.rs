@@ -50,13 +50,17 @@ fn snapshot_readers_never_see_later_writes_while_writers_run() {
     let seed = seeds(1)[0];
     println!("seed {seed}");
     let (_device, store) = mem_store();
-    store.create("origin", GROUPS * GROUP_BLOCKS * B, now(0)).unwrap();
+    store
+        .create("origin", GROUPS * GROUP_BLOCKS * B, now(0))
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..3u64)
         .map(|w| {
             let (store, stop) = (store.clone(), stop.clone());
             std::thread::spawn(move || {
-                let vol = store.open_volume(&VolumeRef::volume("origin"), false).unwrap();
+                let vol = store
+                    .open_volume(&VolumeRef::volume("origin"), false)
+                    .unwrap();
                 let mut rng = ChaCha8Rng::seed_from_u64(seed + w);
                 let mut n = 0u64;
                 let mut buf = vec![0u8; (GROUP_BLOCKS * B) as usize];
@@ -96,7 +100,11 @@ fn snapshot_readers_never_see_later_writes_while_writers_run() {
                     for (snap, first) in taken.iter() {
                         let mut again = vec![0u8; first.len()];
                         snap.read(0, &mut again).unwrap();
-                        assert!(&again == first, "{} changed after it was taken", snap.label());
+                        assert!(
+                            &again == first,
+                            "{} changed after it was taken",
+                            snap.label()
+                        );
                     }
                 }
             })
@@ -109,7 +117,9 @@ fn snapshot_readers_never_see_later_writes_while_writers_run() {
     let writes: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
     assert!(writes > 0);
     // The origin moved on: it differs from the first snapshot somewhere.
-    let origin = store.open_volume(&VolumeRef::volume("origin"), false).unwrap();
+    let origin = store
+        .open_volume(&VolumeRef::volume("origin"), false)
+        .unwrap();
     let mut now_bytes = vec![0u8; origin.size() as usize];
     origin.read(0, &mut now_bytes).unwrap();
     group_stamps(&now_bytes);
@@ -142,7 +152,9 @@ fn a_thousand_snapshots_read_back_and_deleting_them_frees_exactly_their_space() 
             vol.write(b * B, &block).unwrap();
             live[b as usize] = stamp;
         }
-        store.snapshot("v", &format!("s{i}"), now(i as i64)).unwrap();
+        store
+            .snapshot("v", &format!("s{i}"), now(i as i64))
+            .unwrap();
         stamps.push(live.clone());
     }
     let check = |i: usize| {
@@ -195,7 +207,11 @@ fn a_thousand_snapshots_read_back_and_deleting_them_frees_exactly_their_space() 
     drop(vol);
     store.delete("v", false).unwrap();
     store.commit().unwrap();
-    assert_eq!(store.pool().usage().used_blocks, empty, "space back to empty");
+    assert_eq!(
+        store.pool().usage().used_blocks,
+        empty,
+        "space back to empty"
+    );
     assert_fsck_clean(&store);
 }
 
@@ -234,14 +250,26 @@ fn catalog_operations_refuse_bad_input_clearly() {
     for (name, size) in [("b/c", B), ("", B), ("x@y", B), ("ok", 0), ("ok", 100)] {
         let e = store.create(name, size, now(0)).unwrap_err();
         assert!(
-            matches!(e, VolumeError::InvalidName { .. } | VolumeError::InvalidSize { .. }),
+            matches!(
+                e,
+                VolumeError::InvalidName { .. } | VolumeError::InvalidSize { .. }
+            ),
             "{e}"
         );
     }
-    assert!(matches!(store.create("a", B, now(0)), Err(VolumeError::Exists(_))));
-    assert!(matches!(store.resize("nope", B), Err(VolumeError::NoSuchVolume(_))));
+    assert!(matches!(
+        store.create("a", B, now(0)),
+        Err(VolumeError::Exists(_))
+    ));
+    assert!(matches!(
+        store.resize("nope", B),
+        Err(VolumeError::NoSuchVolume(_))
+    ));
     store.snapshot("a", "s", now(1)).unwrap();
-    assert!(matches!(store.snapshot("a", "s", now(1)), Err(VolumeError::Exists(_))));
+    assert!(matches!(
+        store.snapshot("a", "s", now(1)),
+        Err(VolumeError::Exists(_))
+    ));
     assert!(matches!(
         store.delete_snapshot("a", "t"),
         Err(VolumeError::NoSuchSnapshot { .. })
@@ -250,7 +278,9 @@ fn catalog_operations_refuse_bad_input_clearly() {
         store.delete("a", false),
         Err(VolumeError::HasSnapshots { count: 1, .. })
     ));
-    let snap = store.open_volume(&VolumeRef::snapshot("a", "s"), false).unwrap();
+    let snap = store
+        .open_volume(&VolumeRef::snapshot("a", "s"), false)
+        .unwrap();
     assert!(matches!(snap.write(0, &[1]), Err(VolumeError::ReadOnly(_))));
     let vol = store.open_volume(&VolumeRef::volume("a"), false).unwrap();
     assert!(matches!(
@@ -265,13 +295,18 @@ fn catalog_operations_refuse_bad_input_clearly() {
     let clone = store.clone_snapshot("a", "t", "c", now(2)).unwrap();
     assert_eq!(clone.origin.as_deref(), Some("a@t"));
     store.delete("a", true).unwrap();
-    assert!(snap.read(0, &mut [0u8; 1]).is_err(), "a deleted snapshot is not read");
+    assert!(
+        snap.read(0, &mut [0u8; 1]).is_err(),
+        "a deleted snapshot is not read"
+    );
     let clone = store.info(&VolumeRef::volume("c")).unwrap();
     assert_eq!(clone.origin, None, "the origin is gone");
     assert!(clone.origin_uuid.is_some(), "but its uuid is kept");
     // A writable snapshot export writes into the snapshot only.
     store.snapshot("c", "w", now(3)).unwrap();
-    let w = store.open_volume(&VolumeRef::snapshot("c", "w"), true).unwrap();
+    let w = store
+        .open_volume(&VolumeRef::snapshot("c", "w"), true)
+        .unwrap();
     w.write(0, &[5; 10]).unwrap();
     let mut got = [0u8; 10];
     store

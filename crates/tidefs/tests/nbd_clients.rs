@@ -18,7 +18,11 @@ fn random_image(seed: u64, size: u64) -> Vec<u8> {
     let mut image = vec![0u8; size as usize];
     pattern(seed, 0, &mut image);
     // Holes the copy can skip, at odd places.
-    for (start, len) in [(MIB, 3 * MIB / 2), (5 * MIB + 4096, 8192), (size - 300_000, 200_000)] {
+    for (start, len) in [
+        (MIB, 3 * MIB / 2),
+        (5 * MIB + 4096, 8192),
+        (size - 300_000, 200_000),
+    ] {
         image[start as usize..(start + len) as usize].fill(0);
     }
     image
@@ -94,7 +98,11 @@ fn qemu_io_patterns_verify_aligned_and_unaligned() {
         .arg(&uri)
         .output()
         .unwrap();
-    assert!(stdout(&out).contains("Pattern verification failed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Pattern verification failed"),
+        "{}",
+        stdout(&out)
+    );
     server.stop();
 }
 
@@ -106,7 +114,16 @@ fn nbdinfo_reports_size_contexts_holes_and_exports() {
     pool.ok(&["volume", "create", "other", "--size", "4M"]);
     let server = pool.serve(&[]);
     let uri = server.uri("disk");
-    run(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 1 1M 64k", "-c", "write -z 2M 8k"]).arg(&uri));
+    run(Command::new("qemu-io")
+        .args([
+            "-f",
+            "raw",
+            "-c",
+            "write -P 1 1M 64k",
+            "-c",
+            "write -z 2M 8k",
+        ])
+        .arg(&uri));
     let size = stdout(&run(Command::new("nbdinfo").arg("--size").arg(&uri)));
     assert_eq!(size.trim(), (64 * MIB).to_string());
     let json = stdout(&run(Command::new("nbdinfo").arg("--json").arg(&uri)));
@@ -128,7 +145,11 @@ fn nbdinfo_reports_size_contexts_holes_and_exports() {
     assert!(row(0)[3].starts_with("hole"), "{map}");
     assert_eq!(row(MIB)[1], (64 * 1024).to_string());
     assert_eq!(row(MIB)[3], "data", "{map}");
-    assert_eq!(row(2 * MIB)[3], "zero", "allocated zeroes are not holes:\n{map}");
+    assert_eq!(
+        row(2 * MIB)[3],
+        "zero",
+        "allocated zeroes are not holes:\n{map}"
+    );
     pool.ok(&["volume", "snapshot", "disk@s1"]);
     let list = stdout(&run(Command::new("nbdinfo")
         .arg("--list")
@@ -136,7 +157,10 @@ fn nbdinfo_reports_size_contexts_holes_and_exports() {
     for name in ["export=\"disk\"", "export=\"other\"", "export=\"disk@s1\""] {
         assert!(list.contains(name), "{name} missing from:\n{list}");
     }
-    let out = Command::new("nbdinfo").arg(server.uri("nope")).output().unwrap();
+    let out = Command::new("nbdinfo")
+        .arg(server.uri("nope"))
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "an unknown export is refused");
     server.stop();
 }
@@ -164,7 +188,9 @@ fn writers_on_the_origin_never_disturb_readers_of_a_snapshot() {
     pool.ok(&["volume", "create", "disk", "--size", "24M"]);
     let server = pool.serve(&[]);
     let origin = server.uri("disk");
-    run(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 0x11 0 24M", "-c", "flush"]).arg(&origin));
+    run(Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0x11 0 24M", "-c", "flush"])
+        .arg(&origin));
     // Through the control socket: the server holds the pool.
     pool.ok(&["volume", "snapshot", "disk@before"]);
     let snapshot = server.uri("disk@before");
@@ -189,7 +215,14 @@ fn writers_on_the_origin_never_disturb_readers_of_a_snapshot() {
         .map(|_| {
             Command::new("qemu-io")
                 .args(["-r", "-f", "raw"])
-                .args(["-c", "read -P 0x11 0 24M", "-c", "read -P 0x11 0 24M", "-c", "read -P 0x11 0 24M"])
+                .args([
+                    "-c",
+                    "read -P 0x11 0 24M",
+                    "-c",
+                    "read -P 0x11 0 24M",
+                    "-c",
+                    "read -P 0x11 0 24M",
+                ])
                 .arg(&snapshot)
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -203,13 +236,19 @@ fn writers_on_the_origin_never_disturb_readers_of_a_snapshot() {
         let out = r.wait_with_output().unwrap();
         assert!(out.status.success());
         let text = stdout(&out);
-        assert!(!text.contains("failed"), "snapshot read saw origin writes: {text}");
+        assert!(
+            !text.contains("failed"),
+            "snapshot read saw origin writes: {text}"
+        );
         assert_eq!(text.matches("read 25165824/25165824").count(), 3, "{text}");
     }
     let out = stdout(&run(Command::new("qemu-io")
         .args(["-r", "-f", "raw", "-c", "read -P 0x22 0 24M"])
         .arg(&origin)));
-    assert!(!out.contains("failed"), "the origin holds the new data: {out}");
+    assert!(
+        !out.contains("failed"),
+        "the origin holds the new data: {out}"
+    );
     let listed = pool.ok(&["volume", "snapshot", "list", "disk", "--json"]);
     assert!(listed.contains("\"before\""), "{listed}");
     server.stop();

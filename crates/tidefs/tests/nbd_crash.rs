@@ -37,7 +37,13 @@ fn kill_9_during_writes_keeps_every_flushed_write() {
         .unwrap_or(0x5eed_u64);
     println!("seed {seed}");
     let pool = TestPool::new();
-    pool.ok(&["volume", "create", "disk", "--size", &(CHUNK * CHUNKS).to_string()]);
+    pool.ok(&[
+        "volume",
+        "create",
+        "disk",
+        "--size",
+        &(CHUNK * CHUNKS).to_string(),
+    ]);
     let mut server = pool.serve(&["--commit-interval", "3600"]);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let writer = {
@@ -89,7 +95,10 @@ fn kill_9_during_writes_keeps_every_flushed_write() {
     assert!(!status.success());
     writer.join().unwrap();
     let ledger = ledger.lock().unwrap().clone();
-    assert!(ledger.flushes >= 40, "the writer made progress before the kill");
+    assert!(
+        ledger.flushes >= 40,
+        "the writer made progress before the kill"
+    );
 
     // The pool is consistent as it was left.
     run(&mut pool.tidefs(&["fsck"]));
@@ -101,7 +110,14 @@ fn kill_9_during_writes_keeps_every_flushed_write() {
         client.read(chunk * CHUNK, &mut got).unwrap();
         let durable = ledger.durable.get(&chunk).copied().unwrap_or(0);
         let mut allowed = vec![durable];
-        allowed.extend(ledger.since_flush.get(&chunk).into_iter().flatten().copied());
+        allowed.extend(
+            ledger
+                .since_flush
+                .get(&chunk)
+                .into_iter()
+                .flatten()
+                .copied(),
+        );
         assert!(
             allowed.iter().any(|&g| got == chunk_bytes(chunk, g)),
             "chunk {chunk}: neither the flushed generation {durable} nor a later write"

@@ -35,13 +35,34 @@ fn volume_commands_do_what_they_say_and_refuse_bad_input() {
     assert_eq!(list[1]["kind"], "volume");
 
     for (args, needle) in [
-        (vec!["volume", "create", "a/b", "--size", "1M"], "may not contain"),
-        (vec!["volume", "create", "a@b", "--size", "1M"], "may not contain"),
-        (vec!["volume", "create", "vm", "--size", "1M"], "already exists"),
-        (vec!["volume", "create", "odd", "--size", "1000"], "multiple of 4096"),
-        (vec!["volume", "create", "zero", "--size", "0"], "at least one block"),
-        (vec!["volume", "resize", "nope", "--size", "1M"], "does not exist"),
-        (vec!["volume", "resize", "vm", "--size", "5000"], "multiple of 4096"),
+        (
+            vec!["volume", "create", "a/b", "--size", "1M"],
+            "may not contain",
+        ),
+        (
+            vec!["volume", "create", "a@b", "--size", "1M"],
+            "may not contain",
+        ),
+        (
+            vec!["volume", "create", "vm", "--size", "1M"],
+            "already exists",
+        ),
+        (
+            vec!["volume", "create", "odd", "--size", "1000"],
+            "multiple of 4096",
+        ),
+        (
+            vec!["volume", "create", "zero", "--size", "0"],
+            "at least one block",
+        ),
+        (
+            vec!["volume", "resize", "nope", "--size", "1M"],
+            "does not exist",
+        ),
+        (
+            vec!["volume", "resize", "vm", "--size", "5000"],
+            "multiple of 4096",
+        ),
         (vec!["volume", "delete", "nope"], "does not exist"),
         (vec!["volume", "snapshot", "nope@s"], "does not exist"),
         (vec!["volume", "snapshot", "vm"], "NAME@SNAP"),
@@ -78,7 +99,10 @@ fn volume_commands_do_what_they_say_and_refuse_bad_input() {
     // Not through the control socket: one line naming the server's pid.
     let (code, err) = pool.fails(&["volume", "diff", "vm@one", "vm@two"]);
     assert_eq!(code, 1);
-    assert!(one_line(&err).contains(&format!("pid {}", server.pid())), "{err}");
+    assert!(
+        one_line(&err).contains(&format!("pid {}", server.pid())),
+        "{err}"
+    );
     let snaps = json(&pool.ok(&["volume", "snapshot", "list", "vm", "--json"]));
     assert_eq!(snaps.as_array().unwrap().len(), 2);
     server.stop();
@@ -135,7 +159,14 @@ fn volume_commands_do_what_they_say_and_refuse_bad_input() {
 #[test]
 fn serving_a_missing_export_fails_at_start() {
     let pool = TestPool::new();
-    let (code, err) = pool.fails(&["nbd", "serve", "--listen", "127.0.0.1:0", "--export", "ghost"]);
+    let (code, err) = pool.fails(&[
+        "nbd",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--export",
+        "ghost",
+    ]);
     assert_eq!(code, 1);
     assert!(one_line(&err).contains("ghost"), "{err}");
 }

@@ -11,9 +11,16 @@ pub const B: u64 = 4096;
 /// A fresh pool on a memory device, with its volume layer.
 pub fn mem_store() -> (Arc<MemDevice>, Arc<VolumeStore>) {
     let device = Arc::new(MemDevice::new());
-    let pool = Pool::create(device.clone(), &CreateOptions::default(), &OpenOptions::default())
-        .expect("create pool");
-    (device, Arc::new(VolumeStore::open(pool).expect("open volumes")))
+    let pool = Pool::create(
+        device.clone(),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .expect("create pool");
+    (
+        device,
+        Arc::new(VolumeStore::open(pool).expect("open volumes")),
+    )
 }
 
 /// Reopens the committed state of `device` as a new pool.
@@ -40,7 +47,8 @@ pub fn seeds(count: u64) -> Vec<u64> {
 /// block read from the wrong place or the wrong time is told apart.
 pub fn pattern(stamp: u64, offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
-        let x = (offset + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ stamp.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let x = (offset + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ stamp.wrapping_mul(0xff51_afd7_ed55_8ccd);
         *b = (x >> 29) as u8;
     }
 }

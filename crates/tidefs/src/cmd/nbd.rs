@@ -94,7 +94,11 @@ fn serve_until_signalled(pool_path: &Path, args: ServeArgs) -> Result<ExitCode> 
         |e| eprintln!("tidefs: background commit failed: {e}"),
     );
     let control = ControlServer::start(pool_path, store.clone())?;
-    let provider = Arc::new(VolumeExports::new(store.clone(), only, args.writable_snapshots));
+    let provider = Arc::new(VolumeExports::new(
+        store.clone(),
+        only,
+        args.writable_snapshots,
+    ));
     let (listener, unix_path): (Listener, Option<PathBuf>) = match &args.socket {
         Some(path) => {
             remove_stale_socket(path)?;

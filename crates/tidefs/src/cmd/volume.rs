@@ -89,7 +89,10 @@ enum SnapshotAction {
 enum Access {
     Direct(Arc<VolumeStore>),
     /// Another process holds the pool; `holder` says who.
-    Held { socket: PathBuf, holder: String },
+    Held {
+        socket: PathBuf,
+        holder: String,
+    },
 }
 
 fn access(pool: &Path) -> Result<Access> {
@@ -120,11 +123,17 @@ pub fn now() -> Timestamp {
 
 /// Sends one request to the server holding the pool.
 fn ask(socket: &Path, holder: &str, request: &ControlRequest) -> Result<ControlReply> {
-    let unreachable =
-        || format!("the pool is held by {holder}, which does not answer on {}", socket.display());
+    let unreachable = || {
+        format!(
+            "the pool is held by {holder}, which does not answer on {}",
+            socket.display()
+        )
+    };
     let mut stream = UnixStream::connect(socket).with_context(unreachable)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.write_all(&encode_line(request)).with_context(unreachable)?;
+    stream
+        .write_all(&encode_line(request))
+        .with_context(unreachable)?;
     let mut line = Vec::new();
     BufReader::new(stream)
         .take(CONTROL_LINE_BYTES_MAX as u64 + 1)
@@ -280,7 +289,8 @@ fn snapshot(access: &Access, args: SnapshotArgs) -> Result<()> {
     };
     match access {
         Access::Direct(store) => {
-            let reply = tidefs_volume::control::handle(store, request.clone(), now(), std::process::id());
+            let reply =
+                tidefs_volume::control::handle(store, request.clone(), now(), std::process::id());
             if let ControlReply::Error { message } = reply {
                 bail!("{message}");
             }
@@ -313,7 +323,10 @@ fn print_list(items: &[VolumeInfo], as_json: bool, what: &str) {
         println!("no {what}");
         return;
     }
-    println!("{:<32} {:>10} {:>9}  {:<24} ORIGIN", "NAME", "SIZE", "SNAPSHOTS", "CREATED");
+    println!(
+        "{:<32} {:>10} {:>9}  {:<24} ORIGIN",
+        "NAME", "SIZE", "SNAPSHOTS", "CREATED"
+    );
     for v in items {
         let created = jiff::Timestamp::new(v.created.secs, v.created.nanos as i32)
             .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -322,7 +335,11 @@ fn print_list(items: &[VolumeInfo], as_json: bool, what: &str) {
             "{:<32} {:>10} {:>9}  {:<24} {}",
             v.label(),
             human_bytes(v.size_bytes),
-            if v.snapshot.is_some() { "-".to_string() } else { v.snapshots.to_string() },
+            if v.snapshot.is_some() {
+                "-".to_string()
+            } else {
+                v.snapshots.to_string()
+            },
             created,
             v.origin.as_deref().unwrap_or("-")
         );

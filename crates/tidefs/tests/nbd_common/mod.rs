@@ -35,7 +35,9 @@ macro_rules! require_tools {
 
 /// Runs a command, failing the test with its output unless it succeeds.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -87,7 +89,11 @@ impl TestPool {
     /// Runs `tidefs`, expecting it to fail; returns (exit code, stderr).
     pub fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.tidefs(args).output().expect("run tidefs");
-        assert!(!out.status.success(), "tidefs {args:?} succeeded: {}", stdout(&out));
+        assert!(
+            !out.status.success(),
+            "tidefs {args:?} succeeded: {}",
+            stdout(&out)
+        );
         (out.status.code().unwrap_or(-1), stderr(&out))
     }
 
@@ -170,7 +176,8 @@ impl Drop for Server {
 /// Fills `buf` with bytes that depend on `seed` and each byte's offset.
 pub fn pattern(seed: u64, offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
-        let x = (offset + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let x = (offset + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ seed.wrapping_mul(0xff51_afd7_ed55_8ccd);
         *b = (x >> 29) as u8;
     }
 }
