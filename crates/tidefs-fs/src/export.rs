@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -116,20 +117,24 @@ fn set_attrs(
 }
 
 /// Writes the stored ranges of a file; what lies between stays a hole.
+/// Writes the stored ranges of a file (what lies between stays a hole), then its
+/// attributes, all through one descriptor opened relative to its directory.
 fn write_file(
     sub: &Subvol,
+    dir: BorrowedFd<'_>,
     path: &Path,
     e: &Entry,
     stats: &mut CopyStats,
     progress: &mut Progress,
 ) -> Result<()> {
     let fd = rustix::fs::openat(
-        CWD,
-        path,
+        dir,
+        OsStr::from_bytes(&e.name),
         OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
     .map_err(io_err("create", path))?;
+    let mut written_end = 0;
     for ext in &e.extents {
         if ext.kind == ExtentKind::Prealloc {
             continue;
@@ -151,8 +156,30 @@ fn write_file(
             stats.bytes += n;
             progress.bytes += n;
         }
+        written_end = written_end.max(end);
     }
-    rustix::fs::ftruncate(&fd, e.inode.size).map_err(io_err("truncate", path))
+    if written_end < e.inode.size {
+        rustix::fs::ftruncate(&fd, e.inode.size).map_err(io_err("truncate", path))?;
+    }
+    for (name, value) in &e.xattrs {
+        rustix::fs::fsetxattr(&fd, OsStr::from_bytes(name), value, XattrFlags::empty())
+            .map_err(io_err("setxattr", path))?;
+        stats.xattrs += 1;
+    }
+    let inode = &e.inode;
+    rustix::fs::fchown(
+        &fd,
+        Some(rustix::fs::Uid::from_raw(inode.uid)),
+        Some(rustix::fs::Gid::from_raw(inode.gid)),
+    )
+    .map_err(io_err("chown", path))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(inode.mode & 0o7777))
+        .map_err(io_err("chmod", path))?;
+    let times = Timestamps {
+        last_access: host_time(inode.atime),
+        last_modification: host_time(inode.mtime),
+    };
+    rustix::fs::futimens(&fd, &times).map_err(io_err("utimens", path))
 }
 
 /// Writes the tree of `sub` (a subvolume or snapshot) into `host_dir`, which must be
@@ -189,6 +216,13 @@ pub fn export(
     let mut dirs: Vec<(PathBuf, Inode, Xattrs)> = vec![(host_dir.to_path_buf(), root, root_xattrs)];
     let mut stack = vec![(ROOT_INO, host_dir.to_path_buf())];
     while let Some((dir, dir_path)) = stack.pop() {
+        let dir_fd = rustix::fs::openat(
+            CWD,
+            &dir_path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err("open", &dir_path))?;
         for e in list_dir(sub, dir)? {
             let path = dir_path.join(OsStr::from_bytes(&e.name));
             let kind = e.inode.kind();
@@ -213,8 +247,10 @@ pub fn export(
                     continue;
                 }
                 FileKind::Regular => {
-                    write_file(sub, &path, &e, &mut stats, &mut prog)?;
+                    write_file(sub, dir_fd.as_fd(), &path, &e, &mut stats, &mut prog)?;
                     stats.files += 1;
+                    prog.entries += 1;
+                    continue;
                 }
                 FileKind::Symlink => {
                     rustix::fs::symlinkat(OsStr::from_bytes(&e.symlink), CWD, &path)
