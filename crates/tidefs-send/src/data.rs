@@ -188,9 +188,13 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
     let mut events: Vec<(u64, Piece)> = Vec::new();
     for r in new {
         if let DataRecord::Inline(b) = r {
+            // The new first bytes, and zeros over whatever the old record held past them.
             let n = (b.len() as u64).min(size) as usize;
-            if n > 0 {
-                events.push((0, Piece::Inline { data: b[..n].to_vec() }));
+            let old_cover = old_inline.unwrap_or(0).max(if find(&old_ranges, 0).is_some() { BLOCK_BYTES as usize } else { 0 });
+            let mut data = b[..n].to_vec();
+            data.resize(n.max(old_cover.min(size as usize)), 0);
+            if !data.is_empty() {
+                events.push((0, Piece::Inline { data }));
             }
         }
     }
@@ -205,7 +209,7 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
             let offset = b * BLOCK_BYTES;
             if prealloc {
                 if was.is_some_and(|w| !w.2) || (b == 0 && old_inline.is_some()) {
-                    if let Some((o, l)) = clip(offset, BLOCK_BYTES, size) {
+                    if let Some((o, l)) = clip(offset, BLOCK_BYTES, size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES) {
                         events.push((b, Piece::Hole { offset: o, len: l }));
                     }
                 }
@@ -233,9 +237,12 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
     for &(start, len, ..) in old_ranges.iter() {
         old_blocks.extend(start..start + len);
     }
+    // Holes cover whole blocks, up to the block the file ends in (a punch of a partial
+    // last block would only zero it).
+    let block_end = size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
     for b in old_blocks {
         if !covered(b) {
-            if let Some((o, l)) = clip(b * BLOCK_BYTES, BLOCK_BYTES, size) {
+            if let Some((o, l)) = clip(b * BLOCK_BYTES, BLOCK_BYTES, block_end) {
                 events.push((b, Piece::Hole { offset: o, len: l }));
             }
         }
@@ -251,9 +258,24 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
 pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: bool, path: &[u8]) -> SendResult<()> {
     let item = ch.new.as_ref().expect("new version");
     let size = item.size;
+    let mut retruncate = None;
     let (pieces, truncate) = if same {
         let old = ch.old.as_ref().expect("old version");
-        let pieces = plan_diff(&records_of(ch, false), &records_of(ch, true), size);
+        let mut pieces = plan_diff(&records_of(ch, false), &records_of(ch, true), size);
+        // A hole in the partial block the file ends in cannot be punched (that only
+        // zeroes it): cut the file back to that block's start, then regrow it.
+        let cut = size / BLOCK_BYTES * BLOCK_BYTES;
+        if size % BLOCK_BYTES != 0 && pieces.iter().any(|p| matches!(p, Piece::Hole { offset, len } if offset + len > cut)) {
+            pieces.retain_mut(|p| match p {
+                Piece::Hole { offset, .. } if *offset >= cut => false,
+                Piece::Hole { offset, len } => {
+                    *len = (*len).min(cut - *offset);
+                    true
+                }
+                _ => true,
+            });
+            retruncate = Some(cut);
+        }
         (pieces, (old.size != size).then_some(size))
     } else {
         let recs = if ch.complete {
@@ -270,17 +292,33 @@ pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: boo
         e.clones.files(ch.ino, n.gen)?
     };
     let version = e.sink.version();
-    // Preallocations go after TRUNCATE: a truncate frees preallocated blocks past the end.
-    let (preallocs, pieces): (Vec<Piece>, Vec<Piece>) = pieces.into_iter().partition(|p| matches!(p, Piece::Prealloc { .. }));
+    // Data first, then the size, then holes and preallocations: a write that grows an
+    // inline file turns its first block into data, and a truncate frees preallocated
+    // blocks past the end, so punching and preallocating must come after both.
+    let (later, pieces): (Vec<Piece>, Vec<Piece>) =
+        pieces.into_iter().partition(|p| matches!(p, Piece::Prealloc { .. } | Piece::Hole { .. }));
+    let (holes, preallocs): (Vec<Piece>, Vec<Piece>) = later.into_iter().partition(|p| matches!(p, Piece::Hole { .. }));
+    let holes_count = holes.len();
+    let later: Vec<Piece> = holes.into_iter().chain(preallocs).collect();
     let truncate_at = pieces.len();
-    let total = truncate_at + preallocs.len();
-    for (i, p) in pieces.into_iter().chain(preallocs).enumerate() {
+    let total = truncate_at + later.len();
+    for (i, p) in pieces.into_iter().chain(later).enumerate() {
         if i == truncate_at {
             if let Some(size) = truncate {
                 e.emit(Command::Truncate {
                     path: path.to_vec(),
                     size,
                 })?;
+            }
+        }
+        if i == truncate_at + holes_count {
+            if let Some(end) = retruncate {
+                for size in [end, size] {
+                    e.emit(Command::Truncate {
+                        path: path.to_vec(),
+                        size,
+                    })?;
+                }
             }
         }
         match p {
@@ -302,7 +340,7 @@ pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: boo
                         offset,
                         len,
                     })?;
-                } else {
+                } else if let Some((offset, len)) = clip(offset, len, size) {
                     let zeros = vec![0u8; e.sink.write_chunk_bytes().min(len as usize)];
                     let mut at = offset;
                     while at < offset + len {
@@ -330,6 +368,16 @@ pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: boo
                 path: path.to_vec(),
                 size,
             })?;
+        }
+    }
+    if truncate_at + holes_count == total {
+        if let Some(end) = retruncate {
+            for size in [end, size] {
+                e.emit(Command::Truncate {
+                    path: path.to_vec(),
+                    size,
+                })?;
+            }
         }
     }
     Ok(())
