@@ -29,3 +29,4 @@ pub use receive::{receive, ReceiveOptions, ReceiveSummary};
 pub use resume::ResumeToken;
 pub use send::{generate, send_stream, stream_uuid, SendRequest, SendSummary};
 pub use sink::{CommandSink, StreamProgress, VecSink};
+pub use tidefs_stream;

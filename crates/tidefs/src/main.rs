@@ -92,6 +92,10 @@ enum Command {
     /// Serve volumes over NBD.
     #[command(subcommand)]
     Nbd(cmd::nbd::NbdCommand),
+    /// Write a btrfs send stream of snapshot NAME@SNAP (incremental with -p NAME@PARENT).
+    Send(cmd::send::SendArgs),
+    /// Apply a send stream (tidefs or btrfs) into subvolume NAME; --dump prints it.
+    Receive(cmd::receive::ReceiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +121,8 @@ fn main() -> ExitCode {
         Command::Diff { from, to, json } => cmd::diff::run(&cli.pool, &from, &to, json),
         Command::Volume(c) => cmd::volume::run(&cli.pool, c),
         Command::Nbd(c) => cmd::nbd::run(&cli.pool, c),
+        Command::Send(args) => cmd::send::run(&cli.pool, args),
+        Command::Receive(args) => cmd::receive::run(&cli.pool, args),
     };
     match result {
         Ok(code) => code,

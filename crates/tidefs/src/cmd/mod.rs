@@ -7,6 +7,8 @@ pub mod files;
 pub mod fsck;
 pub mod init;
 pub mod nbd;
+pub mod receive;
+pub mod send;
 pub mod snapshot;
 pub mod subvol;
 pub mod volume;
