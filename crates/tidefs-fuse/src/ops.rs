@@ -67,6 +67,8 @@ pub struct TideFuse {
     /// pool while it is mounted, and every change passes through the kernel, which drops
     /// what it cached about what changed; so the cache can be long-lived.
     ttl: Duration,
+    /// The kernel buffers writes and sends them in the background (FUSE_WRITEBACK_CACHE).
+    writeback_cache: bool,
 }
 
 fn caller(req: &Request) -> Caller {
@@ -78,12 +80,21 @@ fn bytes(name: &OsStr) -> &[u8] {
 }
 
 impl TideFuse {
-    pub fn new(mounted: Tree, snaps: Option<SnapDir>, ttl: Duration) -> TideFuse {
+    /// With `writeback_cache` the kernel keeps written data in its page cache and sends it
+    /// in large background writes: faster, but until a flush (close, fsync) the data is in
+    /// neither the pool nor a snapshot taken meanwhile, and dies with a killed server.
+    pub fn new(
+        mounted: Tree,
+        snaps: Option<SnapDir>,
+        ttl: Duration,
+        writeback_cache: bool,
+    ) -> TideFuse {
         TideFuse {
             mounted,
             snaps,
             handles: Handles::default(),
             ttl,
+            writeback_cache,
         }
     }
 
@@ -480,6 +491,9 @@ impl Filesystem for TideFuse {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        if self.writeback_cache {
+            let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+        }
         let _ = config.set_max_write(MAX_WRITE_BYTES);
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
@@ -693,8 +707,9 @@ impl Filesystem for TideFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Writes reach the file system as they are made (no writeback cache), so there is
-        // nothing to push at close; durability is fsync's job.
+        // Every write reached the file system before this (with the writeback cache, the
+        // kernel sends its cached pages before FLUSH), so there is nothing to push at close;
+        // durability is fsync's job.
         reply.ok();
     }
 

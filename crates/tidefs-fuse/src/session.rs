@@ -40,6 +40,8 @@ pub struct MountConfig {
     pub commit: CommitPolicy,
     /// Shown as the source in /proc/self/mountinfo.
     pub fs_name: String,
+    /// Ask for FUSE's writeback cache (see `TideFuse::new`).
+    pub writeback_cache: bool,
 }
 
 impl MountConfig {
@@ -51,6 +53,7 @@ impl MountConfig {
             cache_ttl: Duration::from_secs(60),
             commit: CommitPolicy::default(),
             fs_name: "tidefs".into(),
+            writeback_cache: false,
         }
     }
 }
@@ -126,7 +129,12 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     };
     fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = true;
-    let filesystem = TideFuse::new(mounted, snaps, config.cache_ttl);
+    let filesystem = TideFuse::new(
+        mounted,
+        snaps,
+        config.cache_ttl,
+        config.writeback_cache && !read_only,
+    );
     let mut session =
         Session::new(filesystem, &config.mountpoint, &fuse_config).map_err(|source| {
             MountError::Mount {

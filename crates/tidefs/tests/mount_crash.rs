@@ -22,6 +22,7 @@ fn fsynced_data_survives_kill_9() {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(true)
             .open(&path)
             .unwrap();
         let data = pattern(i, 1000 + i as usize * 37_000);

@@ -255,6 +255,7 @@ fn sparse_files_xattrs_and_fallocate() {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(&path)
         .unwrap();

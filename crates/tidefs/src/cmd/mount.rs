@@ -42,6 +42,14 @@ pub struct MountArgs {
     /// Seconds between commits: changes not fsynced are durable at most this late.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     commit_interval: Duration,
+    /// Commit early once about this much changed data waits (e.g. 512M).
+    #[arg(long, default_value = "1G", value_parser = crate::output::parse_size)]
+    commit_dirty_max: u64,
+    /// Let the kernel buffer writes (FUSE writeback cache): faster small and sequential
+    /// writes, but data still in the kernel's cache is outside snapshots and is lost if
+    /// the server is killed (fsync and close flush it).
+    #[arg(long)]
+    writeback_cache: bool,
     /// Let other users in (FUSE allow_other; non-root needs user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     allow_other: bool,
@@ -102,8 +110,9 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
     config.allow_other = args.allow_other;
     config.commit = CommitPolicy {
         interval: args.commit_interval,
-        ..CommitPolicy::default()
+        dirty_bytes_max: args.commit_dirty_max,
     };
+    config.writeback_cache = args.writeback_cache;
     config.fs_name = fs_name(pool);
     let mounted = tidefs_fuse::mount(&fs, &target, &config)?;
     let unmounter = mounted.unmounter();
