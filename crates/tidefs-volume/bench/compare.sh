@@ -62,7 +62,7 @@ rand_write() {
     fio --name=randwrite --ioengine=nbd --uri="$1" --rw=randwrite --bs=4k \
         --iodepth="$FIO_DEPTH" --numjobs="$FIO_JOBS" --group_reporting --time_based \
         --runtime="$SECONDS_RANDOM" --size="${IMAGE_MIB}M" --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["iops"]))'
+        python3 -c 'import json,sys; s=sys.stdin.read(); print(round(json.loads(s[s.index("{"):])["jobs"][0]["write"]["iops"]))'
 }
 
 echo "== qemu-nbd, raw file"
