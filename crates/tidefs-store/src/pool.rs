@@ -198,6 +198,7 @@ impl Pool {
         let committed = Committed {
             tid: sb.tid,
             root_tree: root_tree.clone(),
+            overlay: Default::default(),
         };
         let writer = Writer {
             txn: TxnState::new(Tid(sb.tid.0 + 1), root_tree, sb.next_tree_id),
@@ -408,6 +409,7 @@ impl Pool {
         *self.shared.committed.write() = Arc::new(Committed {
             tid,
             root_tree: root_tree.clone(),
+            overlay: Default::default(),
         });
         let freed = std::mem::take(&mut w.txn.freed);
         w.pending.extend(freed);
@@ -441,6 +443,42 @@ impl Pool {
         ReadTxn {
             shared: self.shared.clone(),
             committed,
+        }
+    }
+
+    /// A view of everything written so far, committed or not, that reads without holding
+    /// the writer lock (so reads run in parallel with writes). Like [`Pool::read`] it keeps
+    /// every block it can reach from being reused while it lives. It does not see changes
+    /// made after it was taken. Data written into an extent of the open transaction after
+    /// the view was taken is the one thing it can observe changing; layers above never
+    /// rewrite such extents in place.
+    pub fn read_latest(&self) -> ReadTxn {
+        let w = self.shared.writer.lock();
+        if !w.txn.changed {
+            drop(w);
+            return self.read();
+        }
+        let overlay = w
+            .txn
+            .trees
+            .iter()
+            .map(|(id, ts)| (*id, (ts.root.clone(), ts.info)))
+            .collect();
+        let mut readers = self.shared.readers.lock();
+        // Registered at the last commit: blocks freed by the open transaction stay pending
+        // until this view is gone, like those freed by any later commit.
+        let tid = Tid(w.txn.tid.0 - 1);
+        *readers.entry(tid).or_default() += 1;
+        let root_tree = w.txn.root_tree.clone();
+        drop(readers);
+        drop(w);
+        ReadTxn {
+            shared: self.shared.clone(),
+            committed: Arc::new(Committed {
+                tid,
+                root_tree,
+                overlay,
+            }),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Readers: a consistent view of the last committed state that never blocks the writer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::bref::{Extent, TreeInfo};
@@ -16,6 +17,9 @@ use crate::txn::tree_key;
 pub(crate) struct Committed {
     pub tid: Tid,
     pub root_tree: Root,
+    /// Trees edited by the open transaction, for a view that includes its changes; their
+    /// root-tree records are stale until the commit rewrites them.
+    pub overlay: HashMap<TreeId, (Root, TreeInfo)>,
 }
 
 /// A read-only view of the pool as of one committed tid. While it lives, no block it can
@@ -26,9 +30,14 @@ pub struct ReadTxn {
 }
 
 impl ReadTxn {
-    /// The tid this view shows.
+    /// The tid this view shows (for a view with uncommitted changes: the last commit).
     pub fn tid(&self) -> Tid {
         self.committed.tid
+    }
+
+    /// Whether this view includes changes of the open transaction.
+    pub fn includes_uncommitted(&self) -> bool {
+        !self.committed.overlay.is_empty()
     }
 
     fn root_view(&self) -> TreeView {
@@ -41,6 +50,9 @@ impl ReadTxn {
 
     /// The record describing `tree`.
     pub fn tree_info(&self, tree: TreeId) -> Result<TreeInfo> {
+        if let Some((_, info)) = self.committed.overlay.get(&tree) {
+            return Ok(*info);
+        }
         let record = self
             .root_view()
             .get(&tree_key(tree))?
@@ -56,6 +68,13 @@ impl ReadTxn {
                 "the root tree is managed by the store".into(),
             ));
         }
+        if let Some((root, _)) = self.committed.overlay.get(&tree) {
+            return Ok(TreeView {
+                io: self.shared.io.clone(),
+                id: tree,
+                root: root.clone(),
+            });
+        }
         let info = self.tree_info(tree)?;
         Ok(TreeView {
             io: self.shared.io.clone(),
@@ -66,7 +85,13 @@ impl ReadTxn {
 
     /// Every tree with its record, in id order.
     pub fn list_trees(&self) -> Result<Vec<(TreeId, TreeInfo)>> {
-        decode_tree_list(self.root_view())
+        let mut out = decode_tree_list(self.root_view())?;
+        for (id, info) in &mut out {
+            if let Some((_, newer)) = self.committed.overlay.get(id) {
+                *info = *newer;
+            }
+        }
+        Ok(out)
     }
 
     /// The tree registered under `name`.

@@ -263,3 +263,62 @@ fn tree_space_splits_exclusive_from_shared_and_exclusive_is_what_delete_frees() 
     assert_eq!(before - pool.usage().used_blocks, old.exclusive_blocks);
     assert_fsck_clean(&pool);
 }
+
+#[test]
+fn a_latest_view_sees_uncommitted_changes_and_keeps_its_blocks_while_the_writer_moves_on() {
+    let pool = Pool::create(
+        Arc::new(MemDevice::new()),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let tree = pool.write(|t| t.create_tree()).unwrap();
+    let fill = |v: u8| {
+        pool.write(|t| -> Result<(), StoreError> {
+            for i in 0..3_000u64 {
+                t.insert(tree, &i.to_be_bytes(), &[v; 100])?;
+            }
+            let e = t.alloc_extent(2)?;
+            t.write_extent(e, 0, &[v; 8192])?;
+            t.insert_with_extent(tree, b"\xffdata", e, b"")?;
+            Ok(())
+        })
+        .unwrap();
+    };
+    fill(1);
+    pool.commit().unwrap();
+    fill(2); // not committed
+    let latest = pool.read_latest();
+    assert!(latest.includes_uncommitted());
+    assert_eq!(
+        pool.read()
+            .tree(tree)
+            .unwrap()
+            .get(&5u64.to_be_bytes())
+            .unwrap()
+            .unwrap()
+            .value,
+        vec![1u8; 100]
+    );
+    // The writer rewrites and commits several times; the view's blocks must survive.
+    for v in 3..7 {
+        fill(v);
+        pool.commit().unwrap();
+    }
+    let view = latest.tree(tree).unwrap();
+    for r in view.range::<std::ops::RangeFull>(..).unwrap() {
+        let r = r.unwrap();
+        if let Some(e) = r.extent {
+            let mut buf = vec![0u8; 8192];
+            latest.read_extent(e, 0, &mut buf).unwrap();
+            assert_eq!(buf, vec![2u8; 8192]);
+        } else {
+            assert_eq!(r.value, vec![2u8; 100]);
+        }
+    }
+    drop(view);
+    drop(latest);
+    fill(9);
+    pool.commit().unwrap();
+    assert_fsck_clean(&pool);
+}
