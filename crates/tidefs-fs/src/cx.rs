@@ -2,20 +2,119 @@
 //! of the subvolume, and the time the operation happens at (one clock reading per
 //! operation, so every timestamp an operation sets is the same, as in Linux).
 
-use tidefs_store::{Record, TreeId, TreeView, WriteTxn};
+use tidefs_store::{Extent, ReadTxn, Record, StoreError, Tid, TreeId, TreeView, WriteTxn};
 
 use crate::clock::Timespec;
 use crate::error::Result;
 
+/// What an operation reads and writes through: the writer's transaction, or (for
+/// operations that only read) a view of the latest state that does not hold the writer
+/// lock, so reads run alongside writes.
+pub(crate) enum Txn<'t, 'a> {
+    Write(&'t mut WriteTxn<'a>),
+    Read(&'t ReadTxn),
+}
+
+fn read_only_misuse() -> StoreError {
+    StoreError::Invalid("internal: a read-only file-system operation tried to write".into())
+}
+
+impl<'a> Txn<'_, 'a> {
+    pub fn get(&mut self, tree: TreeId, key: &[u8]) -> tidefs_store::Result<Option<Record>> {
+        match self {
+            Txn::Write(t) => t.get(tree, key),
+            Txn::Read(r) => r.tree(tree)?.get(key),
+        }
+    }
+
+    pub fn tree(&mut self, tree: TreeId) -> tidefs_store::Result<TreeView> {
+        match self {
+            Txn::Write(t) => t.tree(tree),
+            Txn::Read(r) => r.tree(tree),
+        }
+    }
+
+    pub fn read_extent(
+        &self,
+        extent: Extent,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> tidefs_store::Result<()> {
+        match self {
+            Txn::Write(t) => t.read_extent(extent, offset, buf),
+            Txn::Read(r) => r.read_extent(extent, offset, buf),
+        }
+    }
+
+    fn writer(&mut self) -> tidefs_store::Result<&mut WriteTxn<'a>> {
+        match self {
+            Txn::Write(t) => Ok(t),
+            Txn::Read(_) => Err(read_only_misuse()),
+        }
+    }
+
+    pub fn insert(&mut self, tree: TreeId, key: &[u8], value: &[u8]) -> tidefs_store::Result<bool> {
+        self.writer()?.insert(tree, key, value)
+    }
+
+    pub fn remove(&mut self, tree: TreeId, key: &[u8]) -> tidefs_store::Result<bool> {
+        self.writer()?.remove(tree, key)
+    }
+
+    pub fn insert_with_extent(
+        &mut self,
+        tree: TreeId,
+        key: &[u8],
+        extent: Extent,
+        payload: &[u8],
+    ) -> tidefs_store::Result<bool> {
+        self.writer()?
+            .insert_with_extent(tree, key, extent, payload)
+    }
+
+    pub fn alloc_extent(&mut self, blocks: u32) -> tidefs_store::Result<Extent> {
+        self.writer()?.alloc_extent(blocks)
+    }
+
+    pub fn write_extent(
+        &mut self,
+        extent: Extent,
+        offset: u64,
+        data: &[u8],
+    ) -> tidefs_store::Result<()> {
+        self.writer()?.write_extent(extent, offset, data)
+    }
+
+    /// The tid changes made now will commit with.
+    pub fn tid(&self) -> Tid {
+        match self {
+            Txn::Write(t) => t.tid(),
+            Txn::Read(r) => Tid(r.tid().0 + 1),
+        }
+    }
+}
+
 pub(crate) struct Cx<'t, 'a> {
-    pub t: &'t mut WriteTxn<'a>,
+    pub t: Txn<'t, 'a>,
     pub tree: TreeId,
     pub now: Timespec,
 }
 
 impl<'t, 'a> Cx<'t, 'a> {
     pub fn new(t: &'t mut WriteTxn<'a>, tree: TreeId, now: Timespec) -> Self {
-        Cx { t, tree, now }
+        Cx {
+            t: Txn::Write(t),
+            tree,
+            now,
+        }
+    }
+
+    pub fn reading(r: &'t ReadTxn, tree: TreeId, now: Timespec) -> Self {
+        Cx {
+            t: Txn::Read(r),
+            tree,
+            now,
+        }
     }
 
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Record>> {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tidefs_store::{Tid, TreeView};
+use tidefs_store::Tid;
 
 use crate::backref::{parent_of_dir, paths_of};
 use crate::caller::Caller;
@@ -58,6 +58,14 @@ impl Subvol {
         self.shared.pool.write(|t| f(&mut Cx::new(t, tree, now)))
     }
 
+    /// Runs an operation that only reads, on the latest state (uncommitted changes
+    /// included) without taking the writer lock.
+    pub(crate) fn look<T>(&self, f: impl FnOnce(&mut Cx<'_, '_>) -> Result<T>) -> Result<T> {
+        let now = self.shared.clock.now();
+        let read = self.shared.pool.read_latest();
+        f(&mut Cx::reading(&read, self.info.tree, now))
+    }
+
     /// Like [`Self::op`] for operations that change something: EROFS on snapshots.
     pub(crate) fn change<T>(&self, f: impl FnOnce(&mut Cx<'_, '_>) -> Result<T>) -> Result<T> {
         if self.is_read_only() {
@@ -72,13 +80,8 @@ impl Subvol {
         move |ino| opens.get(&(tree, ino)).is_some_and(|&n| n > 0)
     }
 
-    /// A view of the tree as of now (including uncommitted changes).
-    pub(crate) fn view(&self) -> Result<TreeView> {
-        self.op(|cx| cx.view())
-    }
-
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Inode> {
-        self.op(|cx| {
+        self.look(|cx| {
             if name.len() > NAME_BYTES_MAX {
                 return Err(FsError::NameTooLong {
                     len: name.len(),
@@ -104,7 +107,7 @@ impl Subvol {
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode> {
-        self.op(|cx| cx.inode(ino))
+        self.look(|cx| cx.inode(ino))
     }
 
     pub fn setattr(&self, ino: u64, attr: &SetAttr, caller: &Caller) -> Result<Inode> {
@@ -186,7 +189,7 @@ impl Subvol {
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
-        self.op(|cx| {
+        self.look(|cx| {
             let inode = cx.inode(ino)?;
             if inode.kind() != FileKind::Symlink {
                 return Err(FsError::Invalid(format!("inode {ino} is not a symlink")));
@@ -237,7 +240,7 @@ impl Subvol {
     /// Up to `len` bytes at `offset` (fewer at the end of the file). Does not update atime
     /// (tidefs behaves as mounted `noatime`).
     pub fn read(&self, ino: u64, offset: u64, len: u64) -> Result<Vec<u8>> {
-        self.op(|cx| {
+        self.look(|cx| {
             let inode = Self::regular(cx, ino)?;
             cx.read_data(&inode, offset, len)
         })
@@ -316,14 +319,14 @@ impl Subvol {
 
     /// Stored ranges of a file (inline, shared extents, preallocated); holes between.
     pub fn extents(&self, ino: u64) -> Result<Vec<FileExtent>> {
-        self.op(|cx| {
+        self.look(|cx| {
             let inode = Self::regular(cx, ino)?;
             cx.file_extents(&inode)
         })
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
-        self.op(|cx| {
+        self.look(|cx| {
             let inode = cx.inode(ino)?;
             check_xattr_name(&inode, name, false)?;
             cx.get_xattr(ino, name)?
@@ -343,7 +346,7 @@ impl Subvol {
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
-        self.op(|cx| {
+        self.look(|cx| {
             cx.inode(ino)?;
             cx.list_xattrs(ino)
         })
@@ -361,7 +364,7 @@ impl Subvol {
 
     /// Up to `max` entries after `cookie` (0 = from the start, "." and ".." first).
     pub fn readdir(&self, ino: u64, cookie: u64, max: usize) -> Result<Vec<ReaddirEntry>> {
-        self.op(|cx| {
+        self.look(|cx| {
             let dir = cx.dir_inode(ino)?;
             let view = cx.view()?;
             let parent = parent_of_dir(&view, ino)?;
@@ -412,7 +415,7 @@ impl Subvol {
 
     pub fn statfs(&self) -> Result<StatFs> {
         let usage = self.shared.pool.usage();
-        let files = self.op(|cx| cx.header())?.inode_count;
+        let files = self.look(|cx| cx.header())?.inode_count;
         let blocks = usage.max_blocks.max(usage.total_blocks) - usage.reserved_blocks;
         let free = blocks.saturating_sub(usage.used_blocks);
         Ok(StatFs {
@@ -440,7 +443,7 @@ impl Subvol {
                 max: PATH_BYTES_MAX - 1,
             });
         }
-        self.op(|cx| {
+        self.look(|cx| {
             let view = cx.view()?;
             let mut at = ROOT_INO;
             for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
@@ -464,7 +467,7 @@ impl Subvol {
 
     /// Every path of `ino` (one per hard link), sorted; empty for an orphan.
     pub fn paths(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
-        let view = self.view()?;
-        paths_of(&view, ino)
+        // The view is used inside `look`, while the reader that keeps its blocks lives.
+        self.look(|cx| paths_of(&cx.view()?, ino))
     }
 }
