@@ -448,15 +448,15 @@ fn edge_pieces(offset: u64, end: u64) -> Vec<(u64, u64)> {
     let (head_block, tail_block) = (offset / B, (end - 1) / B);
     let mut pieces = Vec::new();
     if head_block == tail_block {
-        if offset % B != 0 || end - offset < B {
+        if !offset.is_multiple_of(B) || end - offset < B {
             pieces.push((offset, end - offset));
         }
         return pieces;
     }
-    if offset % B != 0 {
+    if !offset.is_multiple_of(B) {
         pieces.push((offset, B - offset % B));
     }
-    if end % B != 0 {
+    if !end.is_multiple_of(B) {
         pieces.push((end - end % B, end % B));
     }
     pieces

@@ -69,7 +69,7 @@ fn snapshot_readers_never_see_later_writes_while_writers_run() {
                     let group = rng.gen_range(0..GROUPS);
                     stamped_group((w << 32) | n, group, &mut buf);
                     vol.write(group * GROUP_BLOCKS * B, &buf).unwrap();
-                    if n % 50 == 0 {
+                    if n.is_multiple_of(50) {
                         vol.flush().unwrap();
                     }
                 }
