@@ -98,9 +98,9 @@ impl<'a> Applier<'a> {
             if part.is_empty() || part == b"." {
                 continue;
             }
-            at = self.lookup(at, part).map_err(|e| {
-                ApplyError(format!("{}: {}", String::from_utf8_lossy(path), e.0))
-            })?;
+            at = self
+                .lookup(at, part)
+                .map_err(|e| ApplyError(format!("{}: {}", String::from_utf8_lossy(path), e.0)))?;
         }
         Ok(at)
     }
@@ -121,7 +121,12 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn merge_attr(&mut self, path: &[u8], stage: u8, f: impl FnOnce(&mut SetAttr)) -> ApplyResult<()> {
+    fn merge_attr(
+        &mut self,
+        path: &[u8],
+        stage: u8,
+        f: impl FnOnce(&mut SetAttr),
+    ) -> ApplyResult<()> {
         if let Some(w) = &self.write {
             if w.path != path {
                 self.flush()?;
@@ -130,7 +135,10 @@ impl<'a> Applier<'a> {
         if let Some(w) = self.write.take() {
             self.sub.write(w.ino, w.offset, &w.data, &Caller::ROOT)?;
         }
-        let joinable = self.attr.as_ref().is_some_and(|a| a.path == path && a.stage < stage);
+        let joinable = self
+            .attr
+            .as_ref()
+            .is_some_and(|a| a.path == path && a.stage < stage);
         if !joinable {
             self.flush()?;
             let ino = self.resolve(path)?;
@@ -151,7 +159,9 @@ impl<'a> Applier<'a> {
     pub fn apply(&mut self, c: Command) -> ApplyResult<()> {
         match c {
             Command::Write { path, offset, data } => return self.write(path, offset, data),
-            Command::Truncate { path, size } => return self.merge_attr(&path, 0, |a| a.size = Some(size)),
+            Command::Truncate { path, size } => {
+                return self.merge_attr(&path, 0, |a| a.size = Some(size))
+            }
             Command::Chown { path, uid, gid } => {
                 let (uid, gid) = (u32::try_from(uid), u32::try_from(gid));
                 let (Ok(uid), Ok(gid)) = (uid, gid) else {
@@ -162,9 +172,15 @@ impl<'a> Applier<'a> {
                     a.gid = Some(gid);
                 });
             }
-            Command::Chmod { path, mode } => return self.merge_attr(&path, 2, |a| a.mode = Some(mode as u32 & 0o7777)),
+            Command::Chmod { path, mode } => {
+                return self.merge_attr(&path, 2, |a| a.mode = Some(mode as u32 & 0o7777))
+            }
             Command::Utimes {
-                path, atime, mtime, ctime, ..
+                path,
+                atime,
+                mtime,
+                ctime,
+                ..
             } => {
                 return self.merge_attr(&path, 3, |a| {
                     a.atime = Some(TimeSet::At(time(atime)));
@@ -188,10 +204,15 @@ impl<'a> Applier<'a> {
                 let i = self.sub.mkdir(dir, name, 0o700, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
             }
-            Command::Mknod { path, rdev, mode, .. } => {
+            Command::Mknod {
+                path, rdev, mode, ..
+            } => {
                 let (dir, name) = self.resolve_parent(&path)?;
-                let mode = u32::try_from(mode).map_err(|_| ApplyError(format!("mode {mode:#o}")))?;
-                let i = self.sub.mknod(dir, name, mode, rdev_from_stream(rdev), &root)?;
+                let mode =
+                    u32::try_from(mode).map_err(|_| ApplyError(format!("mode {mode:#o}")))?;
+                let i = self
+                    .sub
+                    .mknod(dir, name, mode, rdev_from_stream(rdev), &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
             }
             Command::Mkfifo { path, .. } | Command::Mksock { path, .. } => {
@@ -246,7 +267,12 @@ impl<'a> Applier<'a> {
                 clone_offset,
                 ..
             } => self.clone_range(&path, offset, len, clone_uuid, &clone_path, clone_offset)?,
-            Command::Fallocate { path, mode, offset, len } => {
+            Command::Fallocate {
+                path,
+                mode,
+                offset,
+                len,
+            } => {
                 let ino = self.resolve(&path)?;
                 self.sub.fallocate(ino, mode, offset, len)?;
             }
@@ -271,7 +297,9 @@ impl<'a> Applier<'a> {
                 if end.is_none_or(|e| e > unencoded_len || e > data.len() as u64) {
                     return Err(ApplyError("encoded write range outside its data".into()));
                 }
-                let bytes = data[unencoded_offset as usize..(unencoded_offset + unencoded_file_len) as usize].to_vec();
+                let bytes = data
+                    [unencoded_offset as usize..(unencoded_offset + unencoded_file_len) as usize]
+                    .to_vec();
                 self.write(path, offset, bytes)?;
             }
             // Not replicated (as btrfs receive): inode flags; no data for UPDATE_EXTENT.
@@ -293,7 +321,10 @@ impl<'a> Applier<'a> {
             self.flush()?;
         }
         if let Some(w) = &mut self.write {
-            if w.path == path && w.offset + w.data.len() as u64 == offset && w.data.len() + data.len() <= WRITE_JOIN_BYTES_MAX {
+            if w.path == path
+                && w.offset + w.data.len() as u64 == offset
+                && w.data.len() + data.len() <= WRITE_JOIN_BYTES_MAX
+            {
                 w.data.extend_from_slice(&data);
                 return Ok(());
             }
@@ -323,7 +354,15 @@ impl<'a> Applier<'a> {
         Err(ApplyError(format!("clone source {u} is not in this pool")))
     }
 
-    fn clone_range(&mut self, path: &[u8], offset: u64, len: u64, uuid: Uuid, src_path: &[u8], src_offset: u64) -> ApplyResult<()> {
+    fn clone_range(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        len: u64,
+        uuid: Uuid,
+        src_path: &[u8],
+        src_offset: u64,
+    ) -> ApplyResult<()> {
         let src = self.clone_source(uuid)?;
         let mut abs = b"/".to_vec();
         abs.extend_from_slice(src_path);

@@ -10,7 +10,9 @@ use tidefs_store::{DiffEntry, Record};
 
 use crate::error::{SendError, SendResult};
 use crate::ordering::InodeChange;
-use crate::records::{backref_of_key, object_prefix, split_key, InodeItem, KIND_BACKREF, KIND_INODE, SUBVOL_OBJECT};
+use crate::records::{
+    backref_of_key, object_prefix, split_key, InodeItem, KIND_BACKREF, KIND_INODE, SUBVOL_OBJECT,
+};
 use crate::snap::SnapView;
 
 fn live(item: Option<InodeItem>) -> Option<InodeItem> {
@@ -42,7 +44,12 @@ fn all_records(snap: &SnapView, ino: u64) -> SendResult<Vec<DiffEntry>> {
     Ok(out)
 }
 
-fn change_of(parent: &SnapView, snap: &SnapView, ino: u64, entries: Vec<DiffEntry>) -> SendResult<Option<InodeChange>> {
+fn change_of(
+    parent: &SnapView,
+    snap: &SnapView,
+    ino: u64,
+    entries: Vec<DiffEntry>,
+) -> SendResult<Option<InodeChange>> {
     let old = live(parent.inode(ino)?);
     let new = live(snap.inode(ino)?);
     if old.is_none() && new.is_none() {
@@ -60,7 +67,11 @@ fn change_of(parent: &SnapView, snap: &SnapView, ino: u64, entries: Vec<DiffEntr
             complete: true,
         }));
     }
-    let new_names = if new.is_some() { snap.backrefs(ino)? } else { Vec::new() };
+    let new_names = if new.is_some() {
+        snap.backrefs(ino)?
+    } else {
+        Vec::new()
+    };
     Ok(Some(InodeChange {
         ino,
         old,
@@ -107,35 +118,43 @@ pub fn walk_incremental(
 }
 
 /// Calls `f` for every inode of `snap`, with all its records.
-pub fn walk_full(snap: &SnapView, f: &mut dyn FnMut(&InodeChange) -> SendResult<()>) -> SendResult<()> {
+pub fn walk_full(
+    snap: &SnapView,
+    f: &mut dyn FnMut(&InodeChange) -> SendResult<()>,
+) -> SendResult<()> {
     let mut group: Vec<DiffEntry> = Vec::new();
     let mut group_ino = None;
-    let flush = |ino: u64, records: Vec<DiffEntry>, f: &mut dyn FnMut(&InodeChange) -> SendResult<()>| {
-        let item = records
-            .iter()
-            .find(|d| split_key(&d.key).map(|k| k.1) == Some(KIND_INODE))
-            .and_then(|d| d.new.as_ref())
-            .map(|r| {
-                InodeItem::decode(ino, &r.value).ok_or_else(|| SendError::Corrupt {
-                    tree: snap.view.id().0,
-                    what: format!("inode {ino} does not decode"),
+    let flush =
+        |ino: u64, records: Vec<DiffEntry>, f: &mut dyn FnMut(&InodeChange) -> SendResult<()>| {
+            let item = records
+                .iter()
+                .find(|d| split_key(&d.key).map(|k| k.1) == Some(KIND_INODE))
+                .and_then(|d| d.new.as_ref())
+                .map(|r| {
+                    InodeItem::decode(ino, &r.value).ok_or_else(|| SendError::Corrupt {
+                        tree: snap.view.id().0,
+                        what: format!("inode {ino} does not decode"),
+                    })
                 })
-            })
-            .transpose()?;
-        let Some(item) = live(item) else { return Ok(()) };
-        let ch = InodeChange {
-            ino,
-            old: None,
-            new: Some(item),
-            new_names: names_in(&records),
-            records,
-            complete: true,
+                .transpose()?;
+            let Some(item) = live(item) else {
+                return Ok(());
+            };
+            let ch = InodeChange {
+                ino,
+                old: None,
+                new: Some(item),
+                new_names: names_in(&records),
+                records,
+                complete: true,
+            };
+            f(&ch)
         };
-        f(&ch)
-    };
     for r in snap.view.range::<std::ops::RangeFull>(..)? {
         let r = r?;
-        let Some((obj, _)) = split_key(&r.key) else { continue };
+        let Some((obj, _)) = split_key(&r.key) else {
+            continue;
+        };
         if obj == SUBVOL_OBJECT {
             continue;
         }

@@ -35,10 +35,9 @@ impl CloneFile {
     /// Whether block `b` maps to extent block (`extent`, `ext_block`) in the source.
     pub fn shares(&self, b: u64, extent: Extent, ext_block: u64) -> bool {
         let i = self.blocks.partition_point(|r| r.0 + r.1 <= b);
-        self.blocks
-            .get(i)
-            .is_some_and(|&(start, _, e, off)| start <= b && e == extent && off + (b - start) == ext_block)
-            && (b + 1) * BLOCK_BYTES <= self.size
+        self.blocks.get(i).is_some_and(|&(start, _, e, off)| {
+            start <= b && e == extent && off + (b - start) == ext_block
+        }) && (b + 1) * BLOCK_BYTES <= self.size
     }
 }
 
@@ -56,11 +55,15 @@ impl CloneSources {
     pub fn files(&self, ino: u64, gen: u64) -> SendResult<Vec<CloneFile>> {
         let mut out = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
-            let Some(item) = s.view.inode(ino)? else { continue };
+            let Some(item) = s.view.inode(ino)? else {
+                continue;
+            };
             if item.generation != gen || item.nlink == 0 || item.is_dir() {
                 continue;
             }
-            let Some(path) = s.view.path(ino)? else { continue };
+            let Some(path) = s.view.path(ino)? else {
+                continue;
+            };
             let mut blocks = Vec::new();
             for r in s.view.data_records(ino)? {
                 if let DataRecord::Blocks {

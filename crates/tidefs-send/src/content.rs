@@ -35,7 +35,11 @@ pub(crate) fn utimes(path: Vec<u8>, item: &InodeItem, version: StreamVersion) ->
 }
 
 /// xattrs to set and remove for this change.
-fn xattr_changes(e: &Engine<'_>, ch: &InodeChange, same: bool) -> SendResult<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)> {
+fn xattr_changes(
+    e: &Engine<'_>,
+    ch: &InodeChange,
+    same: bool,
+) -> SendResult<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)> {
     let ino = ch.ino;
     if !same {
         if ch.complete {
@@ -71,7 +75,12 @@ fn xattr_changes(e: &Engine<'_>, ch: &InodeChange, same: bool) -> SendResult<(Ve
 }
 
 /// Sends everything of inode version `n` but its names.
-pub(crate) fn send_content(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: bool) -> SendResult<()> {
+pub(crate) fn send_content(
+    e: &mut Engine<'_>,
+    ch: &InodeChange,
+    n: Lino,
+    same: bool,
+) -> SendResult<()> {
     let item = ch.new.as_ref().expect("content of a new version");
     let path = e.model.path(n)?;
     let old = if same { ch.old.as_ref() } else { None };

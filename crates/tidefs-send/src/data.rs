@@ -110,15 +110,35 @@ fn push(pieces: &mut Vec<Piece>, p: Piece) {
                     ext_block: b2,
                     crcs: c2,
                 },
-            ) if *o1 + *l1 == *o2 && *l1 % BLOCK_BYTES == 0 && e1 == e2 && *b1 + *l1 / BLOCK_BYTES == *b2 => {
+            ) if *o1 + *l1 == *o2
+                && *l1 % BLOCK_BYTES == 0
+                && e1 == e2
+                && *b1 + *l1 / BLOCK_BYTES == *b2 =>
+            {
                 *l1 += l2;
                 c1.extend_from_slice(c2);
                 return;
             }
-            (Piece::Hole { offset: o1, len: l1 }, Piece::Hole { offset: o2, len: l2 })
-            | (Piece::Prealloc { offset: o1, len: l1 }, Piece::Prealloc { offset: o2, len: l2 })
-                if *o1 + *l1 == *o2 =>
-            {
+            (
+                Piece::Hole {
+                    offset: o1,
+                    len: l1,
+                },
+                Piece::Hole {
+                    offset: o2,
+                    len: l2,
+                },
+            )
+            | (
+                Piece::Prealloc {
+                    offset: o1,
+                    len: l1,
+                },
+                Piece::Prealloc {
+                    offset: o2,
+                    len: l2,
+                },
+            ) if *o1 + *l1 == *o2 => {
                 *l1 += l2;
                 return;
             }
@@ -141,7 +161,9 @@ fn plan_new(recs: &[DataRecord], size: u64) -> (Vec<Piece>, u64) {
             DataRecord::Inline(b) => {
                 let n = (b.len() as u64).min(size) as usize;
                 if n > 0 {
-                    pieces.push(Piece::Inline { data: b[..n].to_vec() });
+                    pieces.push(Piece::Inline {
+                        data: b[..n].to_vec(),
+                    });
                     end = end.max(n as u64);
                 }
             }
@@ -190,7 +212,13 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
         if let DataRecord::Inline(b) = r {
             // The new first bytes, and zeros over whatever the old record held past them.
             let n = (b.len() as u64).min(size) as usize;
-            let old_cover = old_inline.unwrap_or(0).max(if find(&old_ranges, 0).is_some() { BLOCK_BYTES as usize } else { 0 });
+            let old_cover = old_inline
+                .unwrap_or(0)
+                .max(if find(&old_ranges, 0).is_some() {
+                    BLOCK_BYTES as usize
+                } else {
+                    0
+                });
             let mut data = b[..n].to_vec();
             data.resize(n.max(old_cover.min(size as usize)), 0);
             if !data.is_empty() {
@@ -209,11 +237,21 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
             let offset = b * BLOCK_BYTES;
             if prealloc {
                 if was.is_some_and(|w| !w.2) || (b == 0 && old_inline.is_some()) {
-                    if let Some((o, l)) = clip(offset, BLOCK_BYTES, size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES) {
+                    if let Some((o, l)) = clip(
+                        offset,
+                        BLOCK_BYTES,
+                        size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES,
+                    ) {
                         events.push((b, Piece::Hole { offset: o, len: l }));
                     }
                 }
-                events.push((b, Piece::Prealloc { offset, len: BLOCK_BYTES }));
+                events.push((
+                    b,
+                    Piece::Prealloc {
+                        offset,
+                        len: BLOCK_BYTES,
+                    },
+                ));
             } else if let Some((o, l)) = clip(offset, BLOCK_BYTES, size) {
                 events.push((
                     b,
@@ -255,28 +293,60 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
 }
 
 /// Sends the data of regular file `n` (at `path` at the receiver).
-pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: bool, path: &[u8]) -> SendResult<()> {
+pub(crate) fn send_data(
+    e: &mut Engine<'_>,
+    ch: &InodeChange,
+    n: Lino,
+    same: bool,
+    path: &[u8],
+) -> SendResult<()> {
     let item = ch.new.as_ref().expect("new version");
     let size = item.size;
     let mut retruncate = None;
     let (pieces, truncate) = if same {
         let old = ch.old.as_ref().expect("old version");
-        let mut pieces = plan_diff(&records_of(ch, false), &records_of(ch, true), size);
-        // A hole in the partial block the file ends in cannot be punched (that only
-        // zeroes it): cut the file back to that block's start, then regrow it.
-        let cut = size / BLOCK_BYTES * BLOCK_BYTES;
-        if size % BLOCK_BYTES != 0 && pieces.iter().any(|p| matches!(p, Piece::Hole { offset, len } if offset + len > cut)) {
-            pieces.retain_mut(|p| match p {
-                Piece::Hole { offset, .. } if *offset >= cut => false,
-                Piece::Hole { offset, len } => {
-                    *len = (*len).min(cut - *offset);
-                    true
-                }
-                _ => true,
-            });
-            retruncate = Some(cut);
+        let (old_recs, new_recs) = (records_of(ch, false), records_of(ch, true));
+        let inline = |recs: &[DataRecord]| recs.iter().any(|r| matches!(r, DataRecord::Inline(_)));
+        if inline(&old_recs) && !inline(&new_recs) {
+            // An inline file holds nothing but its first bytes, and a receiver may keep them
+            // inline through a punch: start from an empty file and send every new record.
+            e.emit(Command::Truncate {
+                path: path.to_vec(),
+                size: 0,
+            })?;
+            let mut pieces = plan_diff(&[], &new_recs, size);
+            pieces.retain(|p| !matches!(p, Piece::Hole { .. }));
+            let end = pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Write { offset, len, .. } => offset + len,
+                    _ => 0,
+                })
+                .max()
+                .unwrap_or(0);
+            (pieces, (size > end).then_some(size))
+        } else {
+            let mut pieces = plan_diff(&old_recs, &new_recs, size);
+            // A hole in the partial block the file ends in cannot be punched (that only
+            // zeroes it): cut the file back to that block's start, then regrow it.
+            let cut = size / BLOCK_BYTES * BLOCK_BYTES;
+            if size % BLOCK_BYTES != 0
+                && pieces
+                    .iter()
+                    .any(|p| matches!(p, Piece::Hole { offset, len } if offset + len > cut))
+            {
+                pieces.retain_mut(|p| match p {
+                    Piece::Hole { offset, .. } if *offset >= cut => false,
+                    Piece::Hole { offset, len } => {
+                        *len = (*len).min(cut - *offset);
+                        true
+                    }
+                    _ => true,
+                });
+                retruncate = Some(cut);
+            }
+            (pieces, (old.size != size).then_some(size))
         }
-        (pieces, (old.size != size).then_some(size))
     } else {
         let recs = if ch.complete {
             records_of(ch, true)
@@ -295,9 +365,12 @@ pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: boo
     // Data first, then the size, then holes and preallocations: a write that grows an
     // inline file turns its first block into data, and a truncate frees preallocated
     // blocks past the end, so punching and preallocating must come after both.
-    let (later, pieces): (Vec<Piece>, Vec<Piece>) =
-        pieces.into_iter().partition(|p| matches!(p, Piece::Prealloc { .. } | Piece::Hole { .. }));
-    let (holes, preallocs): (Vec<Piece>, Vec<Piece>) = later.into_iter().partition(|p| matches!(p, Piece::Hole { .. }));
+    let (later, pieces): (Vec<Piece>, Vec<Piece>) = pieces
+        .into_iter()
+        .partition(|p| matches!(p, Piece::Prealloc { .. } | Piece::Hole { .. }));
+    let (holes, preallocs): (Vec<Piece>, Vec<Piece>) = later
+        .into_iter()
+        .partition(|p| matches!(p, Piece::Hole { .. }));
     let holes_count = holes.len();
     let later: Vec<Piece> = holes.into_iter().chain(preallocs).collect();
     let truncate_at = pieces.len();
@@ -330,7 +403,15 @@ pub(crate) fn send_data(e: &mut Engine<'_>, ch: &InodeChange, n: Lino, same: boo
                 ext_block,
                 crcs,
             } => {
-                send_range(e, ch.ino, path, offset, len, (extent, ext_block, &crcs), &clone_files)?;
+                send_range(
+                    e,
+                    ch.ino,
+                    path,
+                    offset,
+                    len,
+                    (extent, ext_block, &crcs),
+                    &clone_files,
+                )?;
             }
             Piece::Hole { offset, len } => {
                 if version >= StreamVersion::V2 {
@@ -410,7 +491,9 @@ fn send_range(
 ) -> SendResult<()> {
     let end = offset + len;
     let block_of = |pos: u64| ext_block + (pos - offset) / BLOCK_BYTES;
-    let shared_by = |f: &CloneFile, pos: u64| pos + BLOCK_BYTES <= end && f.shares(pos / BLOCK_BYTES, extent, block_of(pos));
+    let shared_by = |f: &CloneFile, pos: u64| {
+        pos + BLOCK_BYTES <= end && f.shares(pos / BLOCK_BYTES, extent, block_of(pos))
+    };
     let mut at = offset;
     while at < end {
         if let Some(f) = clone_files.iter().find(|f| shared_by(f, at)) {

@@ -138,9 +138,9 @@ impl<'a> Engine<'a> {
     }
 
     fn snap_lino(&mut self, ino: u64) -> SendResult<Lino> {
-        let g = self
-            .snap_gen(ino)?
-            .ok_or_else(|| SendError::Internal(format!("inode {ino} is named but not in the snapshot")))?;
+        let g = self.snap_gen(ino)?.ok_or_else(|| {
+            SendError::Internal(format!("inode {ino} is named but not in the snapshot"))
+        })?;
         Ok(Lino::new(ino, g))
     }
 
@@ -225,7 +225,9 @@ impl<'a> Engine<'a> {
                 if item.is_dir() {
                     let t = targets
                         .first()
-                        .ok_or_else(|| SendError::Internal(format!("directory {} has no name", ch.ino)))?
+                        .ok_or_else(|| {
+                            SendError::Internal(format!("directory {} has no name", ch.ino))
+                        })?
                         .clone();
                     self.place_dir(n, item, t)?;
                 } else {
@@ -245,10 +247,16 @@ impl<'a> Engine<'a> {
         self.dir_moves_at_retry = u64::MAX;
         self.retry_pending_moves()?;
         if let Some((l, _)) = self.pending_moves.iter().next() {
-            return Err(SendError::Internal(format!("directory {} could not be moved", l.ino)));
+            return Err(SendError::Internal(format!(
+                "directory {} could not be moved",
+                l.ino
+            )));
         }
         if let Some(l) = self.pending_rmdir.iter().next() {
-            return Err(SendError::Internal(format!("deleted directory {} never became empty", l.ino)));
+            return Err(SendError::Internal(format!(
+                "deleted directory {} never became empty",
+                l.ino
+            )));
         }
         let dirs: Vec<Lino> = std::mem::take(&mut self.dir_utimes).into_iter().collect();
         for d in dirs {
@@ -284,12 +292,9 @@ impl<'a> Engine<'a> {
     /// Removes `d` if it is a deleted directory that has just become empty (and so on up).
     fn maybe_rmdir(&mut self, mut d: Lino) -> SendResult<()> {
         while self.pending_rmdir.contains(&d) && self.model.entry_count(d)? == 0 {
-            let loc = self
-                .model
-                .names_of(d)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| SendError::Internal(format!("deleted directory {} has no name", d.ino)))?;
+            let loc = self.model.names_of(d)?.into_iter().next().ok_or_else(|| {
+                SendError::Internal(format!("deleted directory {} has no name", d.ino))
+            })?;
             let path = self.model.path_of(&loc)?;
             self.emit(Command::Rmdir { path })?;
             self.model.remove_name(d, &loc, true)?;
@@ -301,7 +306,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Creates `n` (not yet at the receiver) at `loc`.
-    fn create_at(&mut self, n: Lino, item: &InodeItem, ch: Option<&InodeChange>, loc: Loc) -> SendResult<()> {
+    fn create_at(
+        &mut self,
+        n: Lino,
+        item: &InodeItem,
+        ch: Option<&InodeChange>,
+        loc: Loc,
+    ) -> SendResult<()> {
         let path = self.model.path_of(&loc)?;
         let ino = n.ino;
         let c = match item.kind() {
@@ -345,10 +356,9 @@ impl<'a> Engine<'a> {
         if self.model.exists(q)? {
             return Ok(());
         }
-        let item = self
-            .snap
-            .inode(q.ino)?
-            .ok_or_else(|| SendError::Internal(format!("parent directory {} is not in the snapshot", q.ino)))?;
+        let item = self.snap.inode(q.ino)?.ok_or_else(|| {
+            SendError::Internal(format!("parent directory {} is not in the snapshot", q.ino))
+        })?;
         let loc = self.orphan_loc(q)?;
         self.create_at(q, &item, None, loc)
     }
@@ -389,11 +399,26 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn place_nondir(&mut self, n: Lino, item: &InodeItem, ch: &InodeChange, targets: &[Loc]) -> SendResult<()> {
+    fn place_nondir(
+        &mut self,
+        n: Lino,
+        item: &InodeItem,
+        ch: &InodeChange,
+        targets: &[Loc],
+    ) -> SendResult<()> {
         let current = self.model.names_of(n)?;
         // Names that go away; orphan names first, as they are the natural rename sources.
-        let mut to_remove: Vec<Loc> = current.iter().filter(|c| !targets.contains(c)).cloned().collect();
-        to_remove.sort_by_key(|l| (l.parent != Lino::ROOT || !self.orphan_names.get(&n).is_some_and(|o| *o == l.name), l.clone()));
+        let mut to_remove: Vec<Loc> = current
+            .iter()
+            .filter(|c| !targets.contains(c))
+            .cloned()
+            .collect();
+        to_remove.sort_by_key(|l| {
+            (
+                l.parent != Lino::ROOT || !self.orphan_names.get(&n).is_some_and(|o| *o == l.name),
+                l.clone(),
+            )
+        });
         let mut to_remove = std::collections::VecDeque::from(to_remove);
         for t in targets.iter().filter(|t| !current.contains(t)) {
             self.prepare_target(t)?;
@@ -475,7 +500,11 @@ impl<'a> Engine<'a> {
     fn retry_pending_moves(&mut self) -> SendResult<()> {
         while !self.pending_moves.is_empty() && self.dir_moves != self.dir_moves_at_retry {
             self.dir_moves_at_retry = self.dir_moves;
-            let waiting: Vec<(Lino, Loc)> = self.pending_moves.iter().map(|(l, t)| (*l, t.clone())).collect();
+            let waiting: Vec<(Lino, Loc)> = self
+                .pending_moves
+                .iter()
+                .map(|(l, t)| (*l, t.clone()))
+                .collect();
             for (n, t) in waiting {
                 let item = self
                     .snap

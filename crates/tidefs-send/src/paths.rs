@@ -22,7 +22,10 @@ pub struct Lino {
 }
 
 impl Lino {
-    pub const ROOT: Lino = Lino { ino: ROOT_INO, gen: 0 };
+    pub const ROOT: Lino = Lino {
+        ino: ROOT_INO,
+        gen: 0,
+    };
 
     pub fn new(ino: u64, gen: u64) -> Lino {
         if ino == ROOT_INO {
@@ -81,7 +84,9 @@ impl<'a> ReceiverModel<'a> {
         if ino == ROOT_INO {
             return Ok(Some(0));
         }
-        let Some(p) = self.parent_snap else { return Ok(None) };
+        let Some(p) = self.parent_snap else {
+            return Ok(None);
+        };
         if let Some(g) = self.parent_gens.get(&ino) {
             return Ok(*g);
         }
@@ -123,11 +128,16 @@ impl<'a> ReceiverModel<'a> {
         if !self.in_parent(l)? {
             return Ok(Vec::new());
         }
-        let p = self.parent_snap.expect("in_parent implies a parent snapshot");
+        let p = self
+            .parent_snap
+            .expect("in_parent implies a parent snapshot");
         let mut out = Vec::new();
         for (parent, name) in p.backrefs(l.ino)? {
             let g = self.parent_gen(parent)?.ok_or_else(|| {
-                SendError::Internal(format!("inode {} names a parent {parent} the parent snapshot lacks", l.ino))
+                SendError::Internal(format!(
+                    "inode {} names a parent {parent} the parent snapshot lacks",
+                    l.ino
+                ))
             })?;
             out.push(Loc {
                 parent: Lino::new(parent, g),
@@ -156,13 +166,15 @@ impl<'a> ReceiverModel<'a> {
         if !self.in_parent(dir)? {
             return Ok(None);
         }
-        let p = self.parent_snap.expect("in_parent implies a parent snapshot");
+        let p = self
+            .parent_snap
+            .expect("in_parent implies a parent snapshot");
         match p.lookup(dir.ino, name)? {
             None => Ok(None),
             Some(ino) => {
-                let g = self
-                    .parent_gen(ino)?
-                    .ok_or_else(|| SendError::Internal(format!("entry for inode {ino} without inode")))?;
+                let g = self.parent_gen(ino)?.ok_or_else(|| {
+                    SendError::Internal(format!("entry for inode {ino} without inode"))
+                })?;
                 Ok(Some(Lino::new(ino, g)))
             }
         }
@@ -204,7 +216,10 @@ impl<'a> ReceiverModel<'a> {
         let before = names.len();
         names.retain(|n| n != loc);
         if names.len() + 1 != before {
-            return Err(SendError::Internal(format!("inode {} did not hold the name it loses", l.ino)));
+            return Err(SendError::Internal(format!(
+                "inode {} did not hold the name it loses",
+                l.ino
+            )));
         }
         Ok(())
     }
@@ -225,7 +240,9 @@ impl<'a> ReceiverModel<'a> {
         let names = self.names_of(l)?;
         let first = names
             .first()
-            .ok_or_else(|| SendError::Internal(format!("inode {} has no name at the receiver", l.ino)))?
+            .ok_or_else(|| {
+                SendError::Internal(format!("inode {} has no name at the receiver", l.ino))
+            })?
             .clone();
         self.path_of(&first)
     }
@@ -251,13 +268,14 @@ impl<'a> ReceiverModel<'a> {
         let mut at = dir;
         while at != Lino::ROOT {
             if parts.len() > PATH_DEPTH_MAX {
-                return Err(SendError::Internal(format!("directory {} is inside itself", dir.ino)));
+                return Err(SendError::Internal(format!(
+                    "directory {} is inside itself",
+                    dir.ino
+                )));
             }
-            let first = self
-                .names_of(at)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| SendError::Internal(format!("directory {} has no name at the receiver", at.ino)))?;
+            let first = self.names_of(at)?.into_iter().next().ok_or_else(|| {
+                SendError::Internal(format!("directory {} has no name at the receiver", at.ino))
+            })?;
             parts.push(first.name);
             at = first.parent;
         }
@@ -287,6 +305,9 @@ impl<'a> ReceiverModel<'a> {
                 None => return Ok(false),
             }
         }
-        Err(SendError::Internal(format!("directory {} is inside itself", dir.ino)))
+        Err(SendError::Internal(format!(
+            "directory {} is inside itself",
+            dir.ino
+        )))
     }
 }

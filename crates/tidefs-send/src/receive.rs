@@ -107,7 +107,11 @@ fn find_parent(fs: &Fs, name: &str, uuid: Uuid, ctransid: u64) -> Result<SubvolI
         if transid.is_none_or(|t| t == ctransid) {
             return Ok(s);
         }
-        near.push(format!("{name}@{} has that uuid but transid {}", s.name, transid.unwrap_or(0)));
+        near.push(format!(
+            "{name}@{} has that uuid but transid {}",
+            s.name,
+            transid.unwrap_or(0)
+        ));
     }
     let mut msg = format!("no snapshot of {name} has uuid {u} with transid {ctransid}");
     if !near.is_empty() {
@@ -123,7 +127,10 @@ struct ApplySink<'a, 'b> {
 
 impl CommandSink for ApplySink<'_, '_> {
     fn emit(&mut self, c: Command) -> SendResult<()> {
-        if matches!(c, Command::Subvol { .. } | Command::Snapshot { .. } | Command::End) {
+        if matches!(
+            c,
+            Command::Subvol { .. } | Command::Snapshot { .. } | Command::End
+        ) {
             return Ok(());
         }
         self.applier
@@ -145,7 +152,9 @@ pub fn reset_to(fs: &Fs, target: &Subvol, to: &SnapView) -> Result<(), ReceiveEr
     let clones = CloneSources::default();
     let mut applier = Applier::new(fs, target.clone(), [0; 16]);
     {
-        let mut sink = ApplySink { applier: &mut applier };
+        let mut sink = ApplySink {
+            applier: &mut applier,
+        };
         let mut engine = Engine::new(Some(&from), to, &mut sink, &clones);
         walk_incremental(&from, to, &mut |ch| engine.process(ch))?;
         engine.finish()?;
@@ -157,14 +166,20 @@ pub fn reset_to(fs: &Fs, target: &Subvol, to: &SnapView) -> Result<(), ReceiveEr
 }
 
 fn newest_snapshot(fs: &Fs, name: &str) -> Result<Option<SubvolInfo>, ReceiveError> {
-    Ok(fs.list_snapshots(name)?.into_iter().max_by_key(|s| (s.tid, s.id)))
+    Ok(fs
+        .list_snapshots(name)?
+        .into_iter()
+        .max_by_key(|s| (s.tid, s.id)))
 }
 
 /// Whether `sub` differs from the tree `snap`.
 fn differs(fs: &Fs, sub: &Subvol, snap: &SubvolInfo) -> Result<bool, ReceiveError> {
     let a = SnapView::open(fs, snap)?;
     let b = SnapView::open(fs, sub.info())?;
-    let mut d = a.view.diff(&b.view).map_err(crate::error::SendError::from)?;
+    let mut d = a
+        .view
+        .diff(&b.view)
+        .map_err(crate::error::SendError::from)?;
     Ok(d.next().is_some())
 }
 
@@ -189,7 +204,11 @@ pub fn receive<R: Read>(
         .ok_or_else(|| target_err("the stream holds no command"))?;
     let version = reader.version().map(|v| v.as_u32()).unwrap_or(1);
     let head = match first {
-        Command::Subvol { path, uuid, ctransid } => StreamHead {
+        Command::Subvol {
+            path,
+            uuid,
+            ctransid,
+        } => StreamHead {
             snapshot_name: String::from_utf8_lossy(&path).into_owned(),
             uuid,
             ctransid,
@@ -242,7 +261,9 @@ pub fn receive<R: Read>(
     let mut resumed_after = None;
     let target = match (&partial, existing) {
         (Some(token), Some(sub)) => {
-            let same = token.uuid == head.uuid && token.ctransid == head.ctransid && token.parent == head.parent;
+            let same = token.uuid == head.uuid
+                && token.ctransid == head.ctransid
+                && token.parent == head.parent;
             if !same {
                 return Err(target_err(format!(
                     "{name} holds a partial receive of another stream; resume it with `tidefs send --resume {token}` or discard it with `tidefs receive --abort {name}`"
@@ -250,9 +271,13 @@ pub fn receive<R: Read>(
             }
             let marker = reader.next_command()?;
             let n = match &marker {
-                Some(Command::SetXattr { path, name: x, data }) if path.is_empty() && x == RESUME_MARKER_XATTR => {
-                    std::str::from_utf8(data).ok().and_then(|s| s.parse::<u64>().ok())
-                }
+                Some(Command::SetXattr {
+                    path,
+                    name: x,
+                    data,
+                }) if path.is_empty() && x == RESUME_MARKER_XATTR => std::str::from_utf8(data)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok()),
                 _ => None,
             };
             if n != Some(token.applied) {
@@ -265,10 +290,15 @@ pub fn receive<R: Read>(
             resumed_after = Some(token.applied);
             sub
         }
-        (Some(token), None) => return Err(target_err(format!("inconsistent partial state {token}"))),
+        (Some(token), None) => {
+            return Err(target_err(format!("inconsistent partial state {token}")))
+        }
         (None, existing) => {
             if fs.snapshot(name, &head.snapshot_name).is_ok() {
-                return Err(target_err(format!("snapshot {name}@{} already exists", head.snapshot_name)));
+                return Err(target_err(format!(
+                    "snapshot {name}@{} already exists",
+                    head.snapshot_name
+                )));
             }
             match (head.parent, existing) {
                 (None, Some(_)) => {
@@ -306,7 +336,16 @@ pub fn receive<R: Read>(
         }
     };
 
-    let result = apply_body(fs, &target, &mut reader, head.uuid, opts, &mut applied, &token_of, on_progress);
+    let result = apply_body(
+        fs,
+        &target,
+        &mut reader,
+        head.uuid,
+        opts,
+        &mut applied,
+        &token_of,
+        on_progress,
+    );
     let failure = match result {
         Ok(()) => {
             // Nothing may follow END but the end of input.
@@ -330,7 +369,11 @@ pub fn receive<R: Read>(
             | StreamErrorKind::TruncatedPayload { .. } | StreamErrorKind::Io(_)));
         if opts.resumable && interrupted && applied > 1 {
             let token = token_of(applied);
-            fs.set_metadata(target.info().id, PARTIAL_KEY, Some(token.to_string().as_bytes()))?;
+            fs.set_metadata(
+                target.info().id,
+                PARTIAL_KEY,
+                Some(token.to_string().as_bytes()),
+            )?;
             fs.fsync()?;
             return Err(ReceiveError::Interrupted {
                 applied,
@@ -353,7 +396,10 @@ pub fn receive<R: Read>(
     }
 
     let mut metadata = BTreeMap::new();
-    metadata.insert(RECEIVED_CTRANSID_KEY.to_vec(), head.ctransid.to_string().into_bytes());
+    metadata.insert(
+        RECEIVED_CTRANSID_KEY.to_vec(),
+        head.ctransid.to_string().into_bytes(),
+    );
     let snapshot = fs.create_snapshot_with(
         name,
         &head.snapshot_name,
@@ -409,7 +455,9 @@ fn apply_body<R: Read>(
             what,
         };
         if matches!(&c, Command::SetXattr { name: x, .. } if x == RESUME_MARKER_XATTR) {
-            return Err(position("a resumed stream, but this subvolume holds no partial receive of it".into()));
+            return Err(position(
+                "a resumed stream, but this subvolume holds no partial receive of it".into(),
+            ));
         }
         applier.apply(c).map_err(|e| position(e.0))?;
         *applied += 1;
@@ -423,7 +471,11 @@ fn apply_body<R: Read>(
         if opts.resumable && since_checkpoint >= opts.checkpoint_commands {
             applier.flush().map_err(|e| position(e.0))?;
             let token = token_of(*applied);
-            fs.set_metadata(target.info().id, PARTIAL_KEY, Some(token.to_string().as_bytes()))?;
+            fs.set_metadata(
+                target.info().id,
+                PARTIAL_KEY,
+                Some(token.to_string().as_bytes()),
+            )?;
             fs.fsync()?;
             since_checkpoint = 0;
         }

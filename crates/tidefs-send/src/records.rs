@@ -195,7 +195,9 @@ impl DataRecord {
         let v = &r.value;
         match (v.first().copied()?, r.extent) {
             (DATA_INLINE, None) if offset == 0 => Some(DataRecord::Inline(v[1..].to_vec())),
-            (t @ (DATA_BLOCKS | DATA_PREALLOC), Some(extent)) if v.len() >= 12 && offset % BLOCK_BYTES == 0 => {
+            (t @ (DATA_BLOCKS | DATA_PREALLOC), Some(extent))
+                if v.len() >= 12 && offset % BLOCK_BYTES == 0 =>
+            {
                 let ext_off = u64::from(u32::from_le_bytes(v[4..8].try_into().ok()?));
                 let len = u64::from(u32::from_le_bytes(v[8..12].try_into().ok()?));
                 if len == 0 {
@@ -208,7 +210,10 @@ impl DataRecord {
                     if v.len() != 12 + 4 * len as usize {
                         return None;
                     }
-                    v[12..].chunks(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+                    v[12..]
+                        .chunks(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                        .collect()
                 };
                 Some(DataRecord::Blocks {
                     start: offset / BLOCK_BYTES,
@@ -277,7 +282,10 @@ mod tests {
         for (major, minor) in [(1u64, 3u64), (8, 1), (259, 70000), (4095, 0xfffff)] {
             let glibc = (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12);
             let stream = rdev_to_stream(glibc);
-            assert_eq!(stream, (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12));
+            assert_eq!(
+                stream,
+                (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+            );
             assert_eq!(rdev_from_stream(stream), glibc);
         }
     }

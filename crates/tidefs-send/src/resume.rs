@@ -68,12 +68,16 @@ impl std::str::FromStr for ResumeToken {
         if parts.len() != 8 || parts[0] != TOKEN_VERSION {
             return Err(bad());
         }
-        let uuid: [u8; 16] = unhex(parts[1]).and_then(|v| v.try_into().ok()).ok_or_else(bad)?;
+        let uuid: [u8; 16] = unhex(parts[1])
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(bad)?;
         let num = |p: &str| p.parse::<u64>().map_err(|_| bad());
         let parent = if parts[3] == "0" {
             None
         } else {
-            let u: [u8; 16] = unhex(parts[3]).and_then(|v| v.try_into().ok()).ok_or_else(bad)?;
+            let u: [u8; 16] = unhex(parts[3])
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(bad)?;
             Some((u, num(parts[4])?))
         };
         Ok(ResumeToken {
@@ -82,7 +86,8 @@ impl std::str::FromStr for ResumeToken {
             parent,
             version: u32::try_from(num(parts[5])?).map_err(|_| bad())?,
             applied: num(parts[6])?,
-            snapshot_name: String::from_utf8(unhex(parts[7]).ok_or_else(bad)?).map_err(|_| bad())?,
+            snapshot_name: String::from_utf8(unhex(parts[7]).ok_or_else(bad)?)
+                .map_err(|_| bad())?,
         })
     }
 }

@@ -13,7 +13,9 @@
 use std::io::Write;
 
 use tidefs_fs::{Fs, Subvol, SubvolInfo};
-use tidefs_stream::{Command, StreamVersion, Uuid, WRITE_CHUNK_BYTES_DEFAULT_V2, WRITE_CHUNK_BYTES_MAX_V1};
+use tidefs_stream::{
+    Command, StreamVersion, Uuid, WRITE_CHUNK_BYTES_DEFAULT_V2, WRITE_CHUNK_BYTES_MAX_V1,
+};
 
 use crate::changes::{walk_full, walk_incremental};
 use crate::clone_src::{CloneSource, CloneSources};

@@ -9,9 +9,9 @@ use tidefs_store::{Extent, Pool, TreeView};
 
 use crate::error::{SendError, SendResult};
 use crate::records::{
-    backref_of_key, decode_xattr, find_in_dirent_hash, inode_key, kind_prefix, name_hash, xattr_chunk_key,
-    DataRecord, InodeItem, XattrValue, BLOCK_BYTES, KIND_BACKREF, KIND_DATA, KIND_DIRENT_HASH, KIND_DIRENT_INDEX,
-    KIND_SYMLINK, KIND_XATTR,
+    backref_of_key, decode_xattr, find_in_dirent_hash, inode_key, kind_prefix, name_hash,
+    xattr_chunk_key, DataRecord, InodeItem, XattrValue, BLOCK_BYTES, KIND_BACKREF, KIND_DATA,
+    KIND_DIRENT_HASH, KIND_DIRENT_INDEX, KIND_SYMLINK, KIND_XATTR,
 };
 
 /// Directory depth beyond which a path walk is taken as a loop.
@@ -58,7 +58,10 @@ impl SnapView {
         let mut out = Vec::new();
         for r in self.view.prefix(&kind_prefix(ino, KIND_BACKREF))? {
             let r = r?;
-            out.push(backref_of_key(&r.key).ok_or_else(|| self.corrupt(format!("inode {ino}: bad back-reference")))?);
+            out.push(
+                backref_of_key(&r.key)
+                    .ok_or_else(|| self.corrupt(format!("inode {ino}: bad back-reference")))?,
+            );
         }
         Ok(out)
     }
@@ -66,7 +69,10 @@ impl SnapView {
     /// The inode named `name` in directory `dir`.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> SendResult<Option<u64>> {
         let key = tidefs_store::key3(dir, KIND_DIRENT_HASH, name_hash(name));
-        Ok(self.view.get(&key)?.and_then(|r| find_in_dirent_hash(&r.value, name)))
+        Ok(self
+            .view
+            .get(&key)?
+            .and_then(|r| find_in_dirent_hash(&r.value, name)))
     }
 
     /// The first path of `ino` relative to the root ("a/b"), `None` if it has no name.
@@ -116,7 +122,9 @@ impl SnapView {
                     let c = self
                         .view
                         .get(&xattr_chunk_key(ino, name, i))?
-                        .ok_or_else(|| self.corrupt(format!("inode {ino}: xattr chunk {i} missing")))?;
+                        .ok_or_else(|| {
+                            self.corrupt(format!("inode {ino}: xattr chunk {i} missing"))
+                        })?;
                     out.extend_from_slice(&c.value);
                 }
                 if out.len() != len {
@@ -153,16 +161,28 @@ impl SnapView {
         let mut out = Vec::new();
         for r in self.view.prefix(&kind_prefix(ino, KIND_DATA))? {
             let r = r?;
-            out.push(DataRecord::decode(&r).ok_or_else(|| self.corrupt(format!("inode {ino}: data record does not decode")))?);
+            out.push(DataRecord::decode(&r).ok_or_else(|| {
+                self.corrupt(format!("inode {ino}: data record does not decode"))
+            })?);
         }
         Ok(out)
     }
 
     /// Reads whole blocks `[ext_block, ext_block + crcs.len())` of `extent`, checking each
     /// block's crc32c, and returns bytes `[skip, skip + len)` of them.
-    pub fn read_blocks(&self, ino: u64, extent: Extent, ext_block: u64, crcs: &[u32], skip: u64, len: u64) -> SendResult<Vec<u8>> {
+    pub fn read_blocks(
+        &self,
+        ino: u64,
+        extent: Extent,
+        ext_block: u64,
+        crcs: &[u32],
+        skip: u64,
+        len: u64,
+    ) -> SendResult<Vec<u8>> {
         let mut buf = vec![0u8; crcs.len() * BLOCK_BYTES as usize];
-        self.pool.read().read_extent(extent, ext_block * BLOCK_BYTES, &mut buf)?;
+        self.pool
+            .read()
+            .read_extent(extent, ext_block * BLOCK_BYTES, &mut buf)?;
         for (i, (block, crc)) in buf.chunks(BLOCK_BYTES as usize).zip(crcs).enumerate() {
             if crc32c::crc32c(block) != *crc {
                 return Err(self.corrupt(format!(

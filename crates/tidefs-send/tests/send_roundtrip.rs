@@ -9,7 +9,9 @@ mod support;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use support::{assert_same_tree, mem_fs, receive_bytes, run_seeded, seeds, send_bytes, source, Ops};
+use support::{
+    assert_same_tree, mem_fs, receive_bytes, run_seeded, seeds, send_bytes, source, Ops,
+};
 use tidefs_stream::StreamVersion;
 
 const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
@@ -48,13 +50,22 @@ fn random_op(o: &Ops, rng: &mut ChaCha8Rng) {
     let new_path = child(dir, name);
     let sub = o.sub;
     let root = &support::ROOT;
-    let pick_file = |rng: &mut ChaCha8Rng| (!files.is_empty()).then(|| files[rng.gen_range(0..files.len())].clone());
-    let regular = |p: &str| sub.getattr(sub.resolve(p.as_bytes()).unwrap()).unwrap().kind() == tidefs_fs::FileKind::Regular;
+    let pick_file = |rng: &mut ChaCha8Rng| {
+        (!files.is_empty()).then(|| files[rng.gen_range(0..files.len())].clone())
+    };
+    let regular = |p: &str| {
+        sub.getattr(sub.resolve(p.as_bytes()).unwrap())
+            .unwrap()
+            .kind()
+            == tidefs_fs::FileKind::Regular
+    };
     let exists = sub.resolve(new_path.as_bytes()).is_ok();
     match rng.gen_range(0..22) {
         0..=2 if !exists => {
             let len = [0usize, 10, 3000, 9000, 70_000][rng.gen_range(0..5)];
-            let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(rng.gen::<u8>() | 1)).collect();
+            let data: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(rng.gen::<u8>() | 1))
+                .collect();
             o.file(&new_path, &data);
         }
         3 | 4 if !exists => {
@@ -84,7 +95,11 @@ fn random_op(o: &Ops, rng: &mut ChaCha8Rng) {
             let (fd, fname) = from.rsplit_once('/').unwrap();
             let fd = if fd.is_empty() { "/" } else { fd };
             let (d1, d2) = (o.ino(fd), o.ino(dir));
-            let flags = if rng.gen_bool(0.2) { tidefs_fs::rename_flags::EXCHANGE } else { 0 };
+            let flags = if rng.gen_bool(0.2) {
+                tidefs_fs::rename_flags::EXCHANGE
+            } else {
+                0
+            };
             let _ = sub.rename(d1, fname.as_bytes(), d2, name.as_bytes(), flags, root);
         }
         12 if !exists => {
@@ -143,9 +158,20 @@ fn random_op(o: &Ops, rng: &mut ChaCha8Rng) {
 fn round_trip(seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (fs, sub, clock) = source();
-    let o = Ops { sub: &sub, clock: &clock };
-    let version = if rng.gen_bool(0.75) { StreamVersion::V2 } else { StreamVersion::V1 };
-    let steps = [rng.gen_range(5..25), rng.gen_range(1..15), rng.gen_range(1..15)];
+    let o = Ops {
+        sub: &sub,
+        clock: &clock,
+    };
+    let version = if rng.gen_bool(0.75) {
+        StreamVersion::V2
+    } else {
+        StreamVersion::V1
+    };
+    let steps = [
+        rng.gen_range(5..25),
+        rng.gen_range(1..15),
+        rng.gen_range(1..15),
+    ];
     let (dst, _) = mem_fs();
     let mut prev: Option<tidefs_fs::Subvol> = None;
     for (i, n) in steps.iter().enumerate() {
@@ -172,7 +198,10 @@ fn round_trip(seed: u64) {
 
 #[test]
 fn random_trees_and_changes_round_trip() {
-    let cases = std::env::var("TIDEFS_SEND_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let cases = std::env::var("TIDEFS_SEND_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     for seed in seeds(cases) {
         run_seeded("random_trees_and_changes_round_trip", seed, round_trip);
     }

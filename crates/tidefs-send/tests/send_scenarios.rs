@@ -431,7 +431,9 @@ fn moved_directory_and_its_renamed_children() {
 #[test]
 fn empty_change_sends_nothing_but_header_and_end() {
     let stream = check_scenario(base, |_| {});
-    let commands: Vec<_> = tidefs_stream::SendStreamReader::new(&stream[..]).collect::<Result<_, _>>().unwrap();
+    let commands: Vec<_> = tidefs_stream::SendStreamReader::new(&stream[..])
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(commands.len(), 2, "{commands:?}");
 }
 

@@ -16,7 +16,12 @@ pub const ROOT: Caller = Caller::ROOT;
 
 /// A file system on an in-memory pool, with its clock.
 pub fn mem_fs() -> (Fs, Arc<ManualClock>) {
-    let pool = Pool::create(Arc::new(MemDevice::new()), &CreateOptions::default(), &OpenOptions::default()).unwrap();
+    let pool = Pool::create(
+        Arc::new(MemDevice::new()),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     let clock = Arc::new(ManualClock::new(Timespec::new(1_700_000_000, 0)));
     let fs = Fs::format(pool, clock.clone()).unwrap();
     (fs, clock)
@@ -81,7 +86,10 @@ pub fn snapshot_tree(sub: &Subvol) -> BTreeMap<Vec<u8>, Node> {
     let mut stack = vec![(ROOT_INO, b"/".to_vec())];
     while let Some((ino, path)) = stack.pop() {
         let i = sub.getattr(ino).unwrap();
-        let group = first_path.entry(ino).or_insert_with(|| path.clone()).clone();
+        let group = first_path
+            .entry(ino)
+            .or_insert_with(|| path.clone())
+            .clone();
         let mut xattrs = BTreeMap::new();
         for name in sub.listxattr(ino).unwrap() {
             let v = sub.getxattr(ino, &name).unwrap();
@@ -136,7 +144,9 @@ pub fn snapshot_tree(sub: &Subvol) -> BTreeMap<Vec<u8>, Node> {
     // Hard-link groups are compared by their smallest path (inode numbers differ).
     let mut groups: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     for (p, n) in &out {
-        let g = groups.entry(n.link_group.clone()).or_insert_with(|| p.clone());
+        let g = groups
+            .entry(n.link_group.clone())
+            .or_insert_with(|| p.clone());
         if p < g {
             *g = p.clone();
         }
@@ -151,8 +161,14 @@ pub fn snapshot_tree(sub: &Subvol) -> BTreeMap<Vec<u8>, Node> {
 pub fn assert_same_tree(expected: &Subvol, actual: &Subvol, holes: bool) {
     let a = snapshot_tree(expected);
     let b = snapshot_tree(actual);
-    let a_paths: Vec<_> = a.keys().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-    let b_paths: Vec<_> = b.keys().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let a_paths: Vec<_> = a
+        .keys()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let b_paths: Vec<_> = b
+        .keys()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     assert_eq!(a_paths, b_paths, "different names");
     for (p, na) in &a {
         let mut nb = b[p].clone();
@@ -164,9 +180,18 @@ pub fn assert_same_tree(expected: &Subvol, actual: &Subvol, holes: bool) {
         if na != nb {
             let show = |n: &Node| {
                 let mut n = n.clone();
-                let sum: u64 = n.content.iter().enumerate().map(|(i, b)| (i as u64 + 1) * u64::from(*b)).sum();
+                let sum: u64 = n
+                    .content
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (i as u64 + 1) * u64::from(*b))
+                    .sum();
                 n.content = format!("{} bytes, sum {sum}", n.content.len()).into_bytes();
-                n.xattrs = n.xattrs.into_iter().map(|(k, v)| (k, format!("{} bytes", v.len()).into_bytes())).collect();
+                n.xattrs = n
+                    .xattrs
+                    .into_iter()
+                    .map(|(k, v)| (k, format!("{} bytes", v.len()).into_bytes()))
+                    .collect();
                 format!("{n:?}").replace("content: ", "content: ")
             };
             panic!(
@@ -180,7 +205,13 @@ pub fn assert_same_tree(expected: &Subvol, actual: &Subvol, holes: bool) {
 }
 
 /// Sends `snap` (incrementally from `parent`) and returns the stream.
-pub fn send_bytes(fs: &Fs, snap: &Subvol, parent: Option<&Subvol>, clones: &[Subvol], version: StreamVersion) -> Vec<u8> {
+pub fn send_bytes(
+    fs: &Fs,
+    snap: &Subvol,
+    parent: Option<&Subvol>,
+    clones: &[Subvol],
+    version: StreamVersion,
+) -> Vec<u8> {
     let req = SendRequest {
         fs,
         snapshot: snap.clone(),
@@ -233,7 +264,9 @@ impl Ops<'_> {
         self.clock.advance_nanos(1_000_123);
     }
     pub fn ino(&self, path: &str) -> u64 {
-        self.sub.resolve(path.as_bytes()).unwrap_or_else(|e| panic!("{path}: {e}"))
+        self.sub
+            .resolve(path.as_bytes())
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
     }
     fn parent(&self, path: &str) -> (u64, Vec<u8>) {
         let (d, n) = split_path(path);
@@ -277,7 +310,9 @@ impl Ops<'_> {
         self.tick();
         let (d1, n1) = self.parent(from);
         let (d2, n2) = self.parent(to);
-        self.sub.rename(d1, &n1, d2, &n2, 0, &ROOT).unwrap_or_else(|e| panic!("mv {from} {to}: {e}"));
+        self.sub
+            .rename(d1, &n1, d2, &n2, 0, &ROOT)
+            .unwrap_or_else(|e| panic!("mv {from} {to}: {e}"));
     }
     pub fn exchange(&self, a: &str, b: &str) {
         self.tick();
@@ -290,12 +325,16 @@ impl Ops<'_> {
     pub fn rm(&self, path: &str) {
         self.tick();
         let (d, n) = self.parent(path);
-        self.sub.unlink(d, &n, &ROOT).unwrap_or_else(|e| panic!("rm {path}: {e}"));
+        self.sub
+            .unlink(d, &n, &ROOT)
+            .unwrap_or_else(|e| panic!("rm {path}: {e}"));
     }
     pub fn rmdir(&self, path: &str) {
         self.tick();
         let (d, n) = self.parent(path);
-        self.sub.rmdir(d, &n, &ROOT).unwrap_or_else(|e| panic!("rmdir {path}: {e}"));
+        self.sub
+            .rmdir(d, &n, &ROOT)
+            .unwrap_or_else(|e| panic!("rmdir {path}: {e}"));
     }
     pub fn link(&self, existing: &str, new: &str) {
         self.tick();
@@ -359,7 +398,10 @@ impl Ops<'_> {
 /// received snapshot equals its source. Returns the incremental v2 stream.
 pub fn check_scenario(setup: impl Fn(&Ops), change: impl Fn(&Ops)) -> Vec<u8> {
     let (fs, sub, clock) = source();
-    let ops = Ops { sub: &sub, clock: &clock };
+    let ops = Ops {
+        sub: &sub,
+        clock: &clock,
+    };
     setup(&ops);
     fs.create_snapshot("src", "a").unwrap();
     change(&ops);
