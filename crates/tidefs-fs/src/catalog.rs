@@ -1,7 +1,8 @@
 //! The catalog: the tree that names subvolumes and snapshots.
 //!
-//! The catalog is tree 1 of the pool: `Fs::format` creates it as the pool's first tree, and
-//! `Fs::open` finds it there by its header. Keys start with a kind byte:
+//! The catalog is the tree the pool's root tree names `fs.catalog`: `Fs::format` creates and
+//! registers it, and `Fs::open` finds it by that name and checks its header. Keys start with
+//! a kind byte:
 //!
 //! ```text
 //! (0x01 HEADER)                        "TDFSCAT1", version u32 (1)
@@ -47,7 +48,9 @@ use crate::error::{FsError, Result};
 use crate::keys::{le_i64, le_u32, le_u64};
 use crate::limits::NAME_BYTES_MAX;
 
-pub(crate) const CATALOG_TREE: TreeId = TreeId(1);
+/// The name under which the pool's root tree registers the catalog (see the store's named
+/// trees), so other layers (volumes) can keep their own trees in the same pool.
+pub(crate) const CATALOG_NAME: &str = "fs.catalog";
 const MAGIC: &[u8; 8] = b"TDFSCAT1";
 const CATALOG_VERSION: u32 = 1;
 const K_HEADER: u8 = 0x01;
@@ -204,38 +207,44 @@ fn received_key(u: &Uuid, id: u64) -> Vec<u8> {
 /// Catalog access inside one store transaction.
 pub(crate) struct Catalog<'t, 'a> {
     pub t: &'t mut WriteTxn<'a>,
+    /// The catalog's tree (an id no tree has when the pool holds no file system).
+    tree: TreeId,
 }
 
 impl<'t, 'a> Catalog<'t, 'a> {
     pub fn new(t: &'t mut WriteTxn<'a>) -> Self {
-        Catalog { t }
+        let tree = t
+            .named_tree(CATALOG_NAME)
+            .ok()
+            .flatten()
+            .unwrap_or(TreeId(u64::MAX));
+        Catalog { t, tree }
     }
 
     /// Creates the catalog in an empty pool.
     pub fn format(&mut self) -> Result<()> {
-        if !self.t.list_trees()?.is_empty() {
+        if self.t.named_tree(CATALOG_NAME)?.is_some() {
             return Err(FsError::Invalid(
-                "the pool already holds trees; a file system needs an empty pool".into(),
+                "the pool already holds a file system".into(),
             ));
         }
         let id = self.t.create_tree()?;
-        if id != CATALOG_TREE {
-            return Err(FsError::Invalid(format!(
-                "catalog got tree {id}, expected {CATALOG_TREE}"
-            )));
-        }
+        self.t.set_named_tree(CATALOG_NAME, Some(id))?;
+        self.tree = id;
         let mut header = MAGIC.to_vec();
         header.extend_from_slice(&CATALOG_VERSION.to_le_bytes());
-        self.t.insert(CATALOG_TREE, &[K_HEADER], &header)?;
+        self.t.insert(self.tree, &[K_HEADER], &header)?;
         Ok(())
     }
 
     /// Checks that the pool holds a catalog of a version this build reads.
     pub fn check(&mut self) -> Result<()> {
-        let header = match self.t.get(CATALOG_TREE, &[K_HEADER]) {
+        let header = match self.t.get(self.tree, &[K_HEADER]) {
             Ok(Some(r)) => r.value,
             Ok(None) | Err(tidefs_store::StoreError::NoSuchTree(_)) => {
-                return Err(FsError::NotFormatted("tree 1 holds no catalog".into()))
+                return Err(FsError::NotFormatted(
+                    "the pool holds no file-system catalog".into(),
+                ))
             }
             Err(e) => return Err(e.into()),
         };
@@ -254,14 +263,14 @@ impl<'t, 'a> Catalog<'t, 'a> {
     }
 
     pub fn entry(&mut self, id: SubvolId) -> Result<Option<SubvolInfo>> {
-        let Some(r) = self.t.get(CATALOG_TREE, &entry_key(id.0))? else {
+        let Some(r) = self.t.get(self.tree, &entry_key(id.0))? else {
             return Ok(None);
         };
         let mut info = SubvolInfo::decode(id.0, &r.value).ok_or_else(|| {
-            FsError::corrupt(CATALOG_TREE, format!("entry {} does not decode", id.0))
+            FsError::corrupt(self.tree, format!("entry {} does not decode", id.0))
         })?;
         let prefix = KeyBuf::new().u8(K_META).u64(id.0).build();
-        for m in self.t.tree(CATALOG_TREE)?.prefix(&prefix)? {
+        for m in self.t.tree(self.tree)?.prefix(&prefix)? {
             let m = m?;
             info.metadata.insert(m.key[9..].to_vec(), m.value);
         }
@@ -271,22 +280,19 @@ impl<'t, 'a> Catalog<'t, 'a> {
     fn lookup_name(&mut self, parent: u64, name: &str) -> Result<Option<SubvolId>> {
         Ok(self
             .t
-            .get(CATALOG_TREE, &name_key(parent, name))?
+            .get(self.tree, &name_key(parent, name))?
             .map(|r| SubvolId(le_u64(&r.value, 0))))
     }
 
     fn named(&mut self, parent: u64) -> Result<Vec<SubvolInfo>> {
         let mut ids = Vec::new();
-        for r in self.t.tree(CATALOG_TREE)?.prefix(&name_prefix(parent))? {
+        for r in self.t.tree(self.tree)?.prefix(&name_prefix(parent))? {
             ids.push(SubvolId(le_u64(&r?.value, 0)));
         }
         let mut out = Vec::new();
         for id in ids {
             out.push(self.entry(id)?.ok_or_else(|| {
-                FsError::corrupt(
-                    CATALOG_TREE,
-                    format!("name points at missing entry {}", id.0),
-                )
+                FsError::corrupt(self.tree, format!("name points at missing entry {}", id.0))
             })?);
         }
         Ok(out)
@@ -297,7 +303,7 @@ impl<'t, 'a> Catalog<'t, 'a> {
             .lookup_name(0, name)?
             .ok_or_else(|| FsError::SubvolumeNotFound(name.to_string()))?;
         self.entry(id)?
-            .ok_or_else(|| FsError::corrupt(CATALOG_TREE, format!("missing entry {}", id.0)))
+            .ok_or_else(|| FsError::corrupt(self.tree, format!("missing entry {}", id.0)))
     }
 
     pub fn snapshot(&mut self, subvol: &str, snap: &str) -> Result<SubvolInfo> {
@@ -306,7 +312,7 @@ impl<'t, 'a> Catalog<'t, 'a> {
             .lookup_name(sv.id.0, snap)?
             .ok_or_else(|| FsError::SnapshotNotFound(format!("{subvol}@{snap}")))?;
         self.entry(id)?
-            .ok_or_else(|| FsError::corrupt(CATALOG_TREE, format!("missing entry {}", id.0)))
+            .ok_or_else(|| FsError::corrupt(self.tree, format!("missing entry {}", id.0)))
     }
 
     pub fn subvolumes(&mut self) -> Result<Vec<SubvolInfo>> {
@@ -319,7 +325,7 @@ impl<'t, 'a> Catalog<'t, 'a> {
     }
 
     pub fn by_uuid(&mut self, u: &Uuid) -> Result<Option<SubvolInfo>> {
-        match self.t.get(CATALOG_TREE, &uuid_key(u))? {
+        match self.t.get(self.tree, &uuid_key(u))? {
             Some(r) => self.entry(SubvolId(le_u64(&r.value, 0))),
             None => Ok(None),
         }
@@ -328,7 +334,7 @@ impl<'t, 'a> Catalog<'t, 'a> {
     pub fn by_received_uuid(&mut self, u: &Uuid) -> Result<Vec<SubvolInfo>> {
         let prefix = KeyBuf::new().u8(K_RECEIVED).bytes(u.as_bytes()).build();
         let mut ids = Vec::new();
-        for r in self.t.tree(CATALOG_TREE)?.prefix(&prefix)? {
+        for r in self.t.tree(self.tree)?.prefix(&prefix)? {
             let r = r?;
             ids.push(SubvolId(u64::from_be_bytes(
                 r.key[17..25].try_into().expect("8"),
@@ -344,38 +350,35 @@ impl<'t, 'a> Catalog<'t, 'a> {
     /// Writes an entry and its indexes.
     pub fn put(&mut self, info: &SubvolInfo, name_parent: u64) -> Result<()> {
         self.t
-            .insert(CATALOG_TREE, &entry_key(info.id.0), &info.encode())?;
+            .insert(self.tree, &entry_key(info.id.0), &info.encode())?;
         self.t.insert(
-            CATALOG_TREE,
+            self.tree,
             &name_key(name_parent, &info.name),
             &info.id.0.to_le_bytes(),
         )?;
-        self.t.insert(
-            CATALOG_TREE,
-            &uuid_key(&info.uuid),
-            &info.id.0.to_le_bytes(),
-        )?;
+        self.t
+            .insert(self.tree, &uuid_key(&info.uuid), &info.id.0.to_le_bytes())?;
         if let Some(r) = info.received_uuid {
             self.t
-                .insert(CATALOG_TREE, &received_key(&r, info.id.0), &[])?;
+                .insert(self.tree, &received_key(&r, info.id.0), &[])?;
         }
         for (k, v) in &info.metadata {
-            self.t.insert(CATALOG_TREE, &meta_key(info.id.0, k), v)?;
+            self.t.insert(self.tree, &meta_key(info.id.0, k), v)?;
         }
         Ok(())
     }
 
     /// Removes an entry and its indexes (not its tree).
     pub fn remove(&mut self, info: &SubvolInfo, name_parent: u64) -> Result<()> {
-        self.t.remove(CATALOG_TREE, &entry_key(info.id.0))?;
+        self.t.remove(self.tree, &entry_key(info.id.0))?;
         self.t
-            .remove(CATALOG_TREE, &name_key(name_parent, &info.name))?;
-        self.t.remove(CATALOG_TREE, &uuid_key(&info.uuid))?;
+            .remove(self.tree, &name_key(name_parent, &info.name))?;
+        self.t.remove(self.tree, &uuid_key(&info.uuid))?;
         if let Some(r) = info.received_uuid {
-            self.t.remove(CATALOG_TREE, &received_key(&r, info.id.0))?;
+            self.t.remove(self.tree, &received_key(&r, info.id.0))?;
         }
         for k in info.metadata.keys() {
-            self.t.remove(CATALOG_TREE, &meta_key(info.id.0, k))?;
+            self.t.remove(self.tree, &meta_key(info.id.0, k))?;
         }
         Ok(())
     }
@@ -387,7 +390,7 @@ impl<'t, 'a> Catalog<'t, 'a> {
     pub fn count_named(&mut self, parent: u64) -> Result<usize> {
         Ok(self
             .t
-            .tree(CATALOG_TREE)?
+            .tree(self.tree)?
             .prefix(&name_prefix(parent))?
             .count())
     }
@@ -395,10 +398,10 @@ impl<'t, 'a> Catalog<'t, 'a> {
     pub fn set_metadata(&mut self, id: SubvolId, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         match value {
             Some(v) => {
-                self.t.insert(CATALOG_TREE, &meta_key(id.0, key), v)?;
+                self.t.insert(self.tree, &meta_key(id.0, key), v)?;
             }
             None => {
-                self.t.remove(CATALOG_TREE, &meta_key(id.0, key))?;
+                self.t.remove(self.tree, &meta_key(id.0, key))?;
             }
         }
         Ok(())

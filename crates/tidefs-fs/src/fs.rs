@@ -54,7 +54,7 @@ pub struct Fs {
 }
 
 impl Fs {
-    /// Makes an empty pool a file system (the catalog becomes tree 1) and commits.
+    /// Makes a pool without a file system one (creates and registers the catalog) and commits.
     pub fn format(pool: Pool, clock: Arc<dyn Clock>) -> Result<Fs> {
         pool.write(|t| Catalog::new(t).format())?;
         pool.commit()?;

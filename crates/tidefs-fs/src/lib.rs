@@ -1,6 +1,6 @@
 //! tidefs file system layer: the POSIX namespace over the store.
 //!
-//! A [`Fs`] lives in a pool: tree 1 is its catalog of subvolumes and snapshots, and each
+//! A [`Fs`] lives in a pool: the tree registered as `fs.catalog` is its catalog of subvolumes and snapshots, and each
 //! subvolume or snapshot is one store tree of inodes, directory entries, back-references,
 //! xattrs, symlink targets and file extents. [`Subvol`] handles carry the operations by
 //! inode number (shaped for FUSE); import, export and diff work on whole trees.
