@@ -34,7 +34,7 @@ pub fn open_or_create(path: &Path) -> Result<Pool> {
 pub fn create(path: &Path, opts: &CreateOptions) -> Result<Pool> {
     let pool = Pool::create_at(path, opts, &OpenOptions::default())
         .with_context(|| format!("creating pool {}", path.display()))?;
-    // The file system's catalog must be the pool's first tree, so it is made right away.
+    // Every pool holds a file system; volumes live beside it under their own name.
     Fs::format(pool.clone(), Arc::new(SystemClock)).context("formatting the file system")?;
     Ok(pool)
 }
