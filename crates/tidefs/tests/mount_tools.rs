@@ -241,3 +241,49 @@ fn copy_file_range_and_cp_copy_whole_files() {
         mnt.display()
     ));
 }
+
+#[test]
+fn writeback_cache_mount_keeps_files_intact() {
+    require_fuse!();
+    let mut p = TestPool::new();
+    let host = p.mkdir("host");
+    let tar = source_tar(p.dir.path());
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&host));
+    let mnt = p.mount("home", "mnt", &["--writeback-cache"]);
+    run(Command::new("tar")
+        .arg("-xpf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&mnt));
+    // Appends and overwrites inside cached pages, then fsync: all of it reaches the pool.
+    let path = mnt.join("log");
+    let mut data = Vec::new();
+    for i in 0..50u64 {
+        let chunk = pattern(i, 777);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &chunk).unwrap();
+        data.extend_from_slice(&chunk);
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"OVERWRITE", 5000).unwrap();
+    data[5000..5009].copy_from_slice(b"OVERWRITE");
+    f.sync_all().unwrap();
+    drop(f);
+    p.kill9(&mnt);
+    p.fsck_clean();
+    let mnt = p.mount("home", "mnt", &[]);
+    assert_eq!(std::fs::read(mnt.join("log")).unwrap(), data);
+    run(Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(host.join("crates"))
+        .arg(mnt.join("crates")));
+}
