@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -53,9 +53,11 @@ impl VolumeInfo {
 pub struct VolumeStore {
     pool: Pool,
     catalog: Catalog,
-    /// State shared by every open handle of a tree, so that all connections to one
-    /// export agree on its size and on whether reads must look at the open transaction.
-    open: Mutex<HashMap<TreeId, Weak<TreeState>>>,
+    /// State shared by every handle of a tree, so that all connections to one export
+    /// agree on its size and on whether reads must look at the open transaction. Kept
+    /// until the tree is deleted: it remembers the last transaction that wrote the tree
+    /// even while no handle is open. Lock order: the store's writer, then this.
+    open: Mutex<HashMap<TreeId, Arc<TreeState>>>,
 }
 
 fn check_size(size: u64) -> Result<()> {
@@ -161,33 +163,27 @@ impl VolumeStore {
     /// snapshots keep theirs); growing adds holes.
     pub fn resize(&self, name: &str, size: u64) -> Result<VolumeInfo> {
         check_size(size)?;
-        let state = self.state_if_open(name);
         self.change(|t, c| {
             let mut e = resolve(t, c, &VolumeRef::volume(name))?;
+            let open = self.open.lock();
+            let state = open.get(&e.tree);
             if size < e.size {
                 punch(t, e.tree, size / VOLUME_BLOCK_BYTES, u64::MAX)?;
-                if let Some(s) = &state {
+                if let Some(s) = state {
                     s.note_write(t.tid());
                 }
             }
             e.size = size;
             c.put(t, &e)?;
-            if let Some(s) = &state {
+            if let Some(s) = state {
                 s.size.store(size, Ordering::SeqCst);
             }
             info_of(t, c, &e)
         })
     }
 
-    fn state_if_open(&self, label: &str) -> Option<Arc<TreeState>> {
-        let open = self.open.lock();
-        open.values()
-            .filter_map(Weak::upgrade)
-            .find(|s| s.label == label)
-    }
-
     fn mark_deleted(&self, tree: TreeId) {
-        if let Some(s) = self.open.lock().remove(&tree).and_then(|w| w.upgrade()) {
+        if let Some(s) = self.open.lock().remove(&tree) {
             s.deleted.store(true, Ordering::SeqCst);
         }
     }
@@ -305,26 +301,24 @@ impl VolumeStore {
         let entry = self.look(|t, c| resolve(t, c, target))?;
         let snapshot = entry.kind == EntryKind::Snapshot;
         let writable = !snapshot || writable_snapshot;
-        let mut open = self.open.lock();
-        open.retain(|_, w| w.strong_count() > 0);
-        let state = match open.get(&entry.tree).and_then(Weak::upgrade) {
-            Some(s) => s,
-            None => {
-                // Every write before now is in a transaction up to the open one, so
-                // reads look at the open transaction until that one is committed.
-                let open_tid = self.pool.write(|t| Ok::<_, VolumeError>(t.tid()))?;
-                let s = Arc::new(TreeState {
+        let state = self
+            .open
+            .lock()
+            .entry(entry.tree)
+            .or_insert_with(|| {
+                // `open` committed everything that came before this store, and every later
+                // change of a map either commits before it returns (catalog operations) or
+                // goes through this state (writes), so the state starts out committed.
+                Arc::new(TreeState {
                     tree: entry.tree,
                     label: target.to_string(),
                     snapshot,
                     size: AtomicU64::new(entry.size),
-                    last_write_tid: AtomicU64::new(open_tid.0),
+                    last_write_tid: AtomicU64::new(0),
                     deleted: AtomicBool::new(false),
-                });
-                open.insert(entry.tree, Arc::downgrade(&s));
-                s
-            }
-        };
+                })
+            })
+            .clone();
         Ok(Volume::new(self.pool.clone(), state, writable))
     }
 
