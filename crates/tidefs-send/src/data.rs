@@ -20,6 +20,8 @@ use crate::paths::Lino;
 use crate::records::{split_key, DataRecord, BLOCK_BYTES, KIND_DATA};
 
 const FALLOC_KEEP_SIZE: u32 = 0x01;
+/// Files up to this size may be stored inline (tidefs-fs FORMAT.md).
+const INLINE_BYTES_MAX: u64 = 2048;
 const FALLOC_PUNCH_HOLE: u32 = 0x02;
 /// Bytes read from the snapshot at a time.
 const READ_BYTES: u64 = 4 << 20;
@@ -307,26 +309,24 @@ pub(crate) fn send_data(
         let old = ch.old.as_ref().expect("old version");
         let (old_recs, new_recs) = (records_of(ch, false), records_of(ch, true));
         let inline = |recs: &[DataRecord]| recs.iter().any(|r| matches!(r, DataRecord::Inline(_)));
-        if inline(&old_recs) && !inline(&new_recs) {
-            // An inline file holds nothing but its first bytes, and a receiver may keep them
-            // inline through a punch: start from an empty file and send every new record.
+        let diff = plan_diff(&old_recs, &new_recs, size);
+        let hole_at_start = diff
+            .iter()
+            .any(|p| matches!(p, Piece::Hole { offset: 0, .. }));
+        // A small file may be stored inline at the receiver (whatever the sender stored),
+        // and an inline file keeps its bytes through a punch: when such a file loses its
+        // inline data or its first block, start from an empty file and send all of it.
+        if (inline(&old_recs) && !inline(&new_recs))
+            || (old.size <= INLINE_BYTES_MAX && hole_at_start)
+        {
             e.emit(Command::Truncate {
                 path: path.to_vec(),
                 size: 0,
             })?;
-            let mut pieces = plan_diff(&[], &new_recs, size);
-            pieces.retain(|p| !matches!(p, Piece::Hole { .. }));
-            let end = pieces
-                .iter()
-                .map(|p| match p {
-                    Piece::Write { offset, len, .. } => offset + len,
-                    _ => 0,
-                })
-                .max()
-                .unwrap_or(0);
+            let (pieces, end) = plan_new(&e.snap.data_records(ch.ino)?, size);
             (pieces, (size > end).then_some(size))
         } else {
-            let mut pieces = plan_diff(&old_recs, &new_recs, size);
+            let mut pieces = diff;
             // A hole in the partial block the file ends in cannot be punched (that only
             // zeroes it): cut the file back to that block's start, then regrow it.
             let cut = size / BLOCK_BYTES * BLOCK_BYTES;
