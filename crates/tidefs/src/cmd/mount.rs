@@ -151,17 +151,16 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
 /// Opens the pool and its file system, creating what first use needs (see the module doc).
 fn open_fs(path: &Path, target: &MountTarget, create: bool) -> Result<Fs> {
     let pool = crate::pool_arg::open_or_create(path)?;
-    let empty = pool
-        .read()
-        .list_trees()
-        .context("reading the pool")?
-        .is_empty();
     let clock = Arc::new(SystemClock);
-    let fs = if empty {
-        Fs::format(pool, clock).context("formatting the file system")?
-    } else {
-        Fs::open(pool, clock)
-            .with_context(|| format!("opening the file system in {}", path.display()))?
+    // A pool made by an older build (or holding only volumes) may have no file system yet.
+    let fs = match Fs::open(pool.clone(), clock.clone()) {
+        Ok(fs) => fs,
+        Err(FsError::NotFormatted(_)) => {
+            Fs::format(pool, clock).context("formatting the file system")?
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening the file system in {}", path.display()))
+        }
     };
     if let MountTarget::Subvolume(name) = target {
         match fs.subvolume(name) {
