@@ -4,7 +4,8 @@
 #   1. sequential write of a random image with nbdcopy (flushed at the end)
 #   2. sequential read of it back with nbdcopy (best of READ_RUNS)
 #   3. random 4 KiB writes (IOPS) with fio's nbd engine
-#   4. the same random writes while 100 snapshots of the volume are held (tidefs only)
+#   4. the same random writes after 1 and while 100 snapshots of the volume are held
+#      (tidefs only)
 #   5. sequential overwrite of the whole volume right after a snapshot (every write is a
 #      first write after a snapshot) against the same overwrite with no new snapshot
 # Targets: 1 and 2 >= 0.8x qemu-nbd; 4 = 3; 5 >= 0.7x its no-snapshot figure.
@@ -91,7 +92,11 @@ T_WRITE=$(seq_write "$T")
 T_READ=$(seq_read "$T")
 T_IOPS=$(rand_write "$T")
 T_REWRITE=$(seq_write "$T")
-for i in $(seq 1 100); do "$TIDEFS" --pool "$WORK/pool" volume snapshot "disk@bench$i" >/dev/null; done
+# Right after a snapshot every map node is shared, and the first write into each one pays
+# for copying it; after one snapshot and after a hundred that cost is the same.
+"$TIDEFS" --pool "$WORK/pool" volume snapshot disk@bench1 >/dev/null
+T_IOPS_1SNAP=$(rand_write "$T")
+for i in $(seq 2 100); do "$TIDEFS" --pool "$WORK/pool" volume snapshot "disk@bench$i" >/dev/null; done
 T_IOPS_SNAP=$(rand_write "$T")
 "$TIDEFS" --pool "$WORK/pool" volume snapshot disk@before-rewrite >/dev/null
 T_REWRITE_SNAP=$(seq_write "$T")
@@ -109,6 +114,8 @@ printf '%-44s %12s %12s %8s\n' "random 4 KiB writes (IOPS)" "$Q_IOPS" "$T_IOPS" 
 printf '%-44s %12s %12s %8s\n' "sequential overwrite (MiB/s)" "$Q_REWRITE" "$T_REWRITE" "$(ratio "$T_REWRITE" "$Q_REWRITE")"
 echo
 printf '%-44s %12s %12s %8s\n' "tidefs with snapshots" "none" "snapshots" "ratio"
+printf '%-44s %12s %12s %8s\n' "random 4 KiB writes, 1 snapshot (IOPS)" "$T_IOPS" "$T_IOPS_1SNAP" "$(ratio "$T_IOPS_1SNAP" "$T_IOPS")"
 printf '%-44s %12s %12s %8s\n' "random 4 KiB writes, 100 snapshots (IOPS)" "$T_IOPS" "$T_IOPS_SNAP" "$(ratio "$T_IOPS_SNAP" "$T_IOPS")"
+printf '%-44s %12s %12s %8s\n' "  100 snapshots against 1 snapshot" "$T_IOPS_1SNAP" "$T_IOPS_SNAP" "$(ratio "$T_IOPS_SNAP" "$T_IOPS_1SNAP")"
 printf '%-44s %12s %12s %8s\n' "first write after snapshot, seq (MiB/s)" "$T_REWRITE" "$T_REWRITE_SNAP" "$(ratio "$T_REWRITE_SNAP" "$T_REWRITE")"
 echo "pool after the run: fsck $FSCK"
