@@ -321,3 +321,52 @@ fn bad_requests_get_nbd_errors_and_other_clients_carry_on() {
     server.stop();
     run(&mut pool.tidefs(&["fsck"]));
 }
+
+#[test]
+fn writable_snapshots_and_snapshot_commands_through_the_server() {
+    let pool = TestPool::new();
+    pool.ok(&["volume", "create", "disk", "--size", "1M"]);
+    let server = pool.serve(&["--writable-snapshots", "--export", "disk"]);
+    let mut a = connect(&server, "disk").unwrap();
+    a.write(0, &[7u8; 4096], true).unwrap();
+    pool.ok(&["volume", "snapshot", "disk@s"]);
+    // Exports were fixed with --export: the new snapshot is not served.
+    assert!(connect(&server, "disk@s").is_err());
+    // The default export is the first one named.
+    let mut d = connect(&server, "").unwrap();
+    let mut got = [0u8; 4];
+    d.read(0, &mut got).unwrap();
+    assert_eq!(got, [7; 4]);
+    pool.ok(&["volume", "snapshot", "rename", "disk@s", "t"]);
+    let listed = pool.ok(&["volume", "snapshot", "list", "disk", "--json"]);
+    assert!(
+        listed.contains("\"t\"") && !listed.contains("\"s\""),
+        "{listed}"
+    );
+    a.disconnect().unwrap();
+    d.disconnect().unwrap();
+    server.stop();
+
+    let server = pool.serve(&["--writable-snapshots"]);
+    let mut s = connect(&server, "disk@t").unwrap();
+    s.write(0, &[9u8; 4096], false).unwrap();
+    s.flush().unwrap();
+    let mut got = [0u8; 4];
+    s.read(0, &mut got).unwrap();
+    assert_eq!(got, [9; 4], "a writable snapshot takes writes");
+    let mut a = connect(&server, "disk").unwrap();
+    a.read(0, &mut got).unwrap();
+    assert_eq!(got, [7; 4], "its volume does not see them");
+    pool.ok(&["volume", "snapshot", "delete", "disk@t"]);
+    assert!(
+        s.read(0, &mut got).is_err(),
+        "a deleted snapshot fails cleanly"
+    );
+    a.read(0, &mut got).unwrap();
+    assert_eq!(got, [7; 4], "other clients carry on");
+    let listed = pool.ok(&["volume", "snapshot", "list", "disk"]);
+    assert!(listed.contains("no snapshots"), "{listed}");
+    a.disconnect().unwrap();
+    server.stop();
+    run(&mut pool.tidefs(&["fsck"]));
+}
