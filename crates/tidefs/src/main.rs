@@ -96,6 +96,10 @@ enum Command {
     Send(cmd::send::SendArgs),
     /// Apply a send stream (tidefs or btrfs) into subvolume NAME; --dump prints it.
     Receive(cmd::receive::ReceiveArgs),
+    /// Mount subvolume NAME (read-write) or snapshot NAME@SNAP (read-only) with FUSE.
+    Mount(cmd::mount::MountArgs),
+    /// Unmount a tidefs mount and wait until its server has committed and exited.
+    Umount(cmd::mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +127,8 @@ fn main() -> ExitCode {
         Command::Nbd(c) => cmd::nbd::run(&cli.pool, c),
         Command::Send(args) => cmd::send::run(&cli.pool, args),
         Command::Receive(args) => cmd::receive::run(&cli.pool, args),
+        Command::Mount(args) => cmd::mount::run(&cli.pool, args),
+        Command::Umount(args) => cmd::mount::run_umount(args),
     };
     match result {
         Ok(code) => code,

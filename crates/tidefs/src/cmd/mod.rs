@@ -6,6 +6,7 @@ pub mod diff;
 pub mod files;
 pub mod fsck;
 pub mod init;
+pub mod mount;
 pub mod nbd;
 pub mod receive;
 pub mod send;
