@@ -65,15 +65,15 @@ impl EntryKind {
     }
 }
 
-#[derive(Clone)]
+/// Plain data, so cloning and dropping a node's slots is a memcpy and a free: a write
+/// transaction copies nodes often (every savepoint shares them), so this matters.
+#[derive(Clone, Copy)]
 struct Slot {
     offset: u32,
     key_len: u16,
     value_len: u16,
     kind: EntryKind,
     tid: Tid,
-    /// A child not yet written (internal nodes of a transaction only).
-    dirty_child: Option<Arc<Node>>,
 }
 
 impl Slot {
@@ -90,6 +90,9 @@ pub(crate) struct Node {
     pub tid: Tid,
     pub owner: TreeId,
     slots: Vec<Slot>,
+    /// Internal nodes of a transaction: children edited and not yet written, parallel to
+    /// `slots` (empty for leaves and for nodes that have none).
+    dirty_children: Vec<Option<Arc<Node>>>,
     /// First 8 key bytes of each entry as a big-endian number: binary search compares these
     /// and touches a key's bytes only on a tie, which keeps searches to few cache lines.
     prefixes: Vec<u64>,
@@ -119,6 +122,7 @@ impl Node {
             tid,
             owner,
             slots: Vec::new(),
+            dirty_children: Vec::new(),
             prefixes: Vec::new(),
             heap: Vec::new(),
             used_bytes: 0,
@@ -186,7 +190,7 @@ impl Node {
                 .and_then(|t| t.root)
                 .map(HeldRef::Node),
             EntryKind::Child => {
-                if self.slots[i].dirty_child.is_some() {
+                if self.dirty_child(i).is_some() {
                     None
                 } else {
                     BlockRef::decode(self.value(i)).map(HeldRef::Node)
@@ -229,19 +233,27 @@ impl Node {
     }
 
     pub fn dirty_child(&self, i: usize) -> Option<&Arc<Node>> {
-        self.slots[i].dirty_child.as_ref()
+        self.dirty_children.get(i).and_then(Option::as_ref)
     }
 
     pub fn dirty_child_mut(&mut self, i: usize) -> Option<&mut Arc<Node>> {
-        self.slots[i].dirty_child.as_mut()
+        self.dirty_children.get_mut(i).and_then(Option::as_mut)
+    }
+
+    /// Makes `dirty_children` parallel to `slots` before one is stored.
+    fn ensure_children(&mut self) {
+        if self.dirty_children.len() != self.slots.len() {
+            self.dirty_children.resize(self.slots.len(), None);
+        }
     }
 
     pub fn set_dirty_child(&mut self, i: usize, child: Arc<Node>) {
-        self.slots[i].dirty_child = Some(child);
+        self.ensure_children();
+        self.dirty_children[i] = Some(child);
     }
 
     pub fn take_dirty_child(&mut self, i: usize) -> Option<Arc<Node>> {
-        self.slots[i].dirty_child.take()
+        self.dirty_children.get_mut(i).and_then(Option::take)
     }
 
     /// Records that child i is now written at `r`.
@@ -250,7 +262,7 @@ impl Node {
         r.encode(&mut bytes);
         self.overwrite_value_in_place(i, &bytes);
         self.slots[i].tid = r.modify_tid;
-        self.slots[i].dirty_child = None;
+        self.take_dirty_child(i);
     }
 
     fn overwrite_value_in_place(&mut self, i: usize, value: &[u8]) {
@@ -278,10 +290,16 @@ impl Node {
             value_len: value.len() as u16,
             kind,
             tid,
-            dirty_child,
         };
         self.used_bytes += slot.encoded_bytes();
+        if !self.dirty_children.is_empty() {
+            self.ensure_children();
+            self.dirty_children.insert(i, None);
+        }
         self.slots.insert(i, slot);
+        if let Some(child) = dirty_child {
+            self.set_dirty_child(i, child);
+        }
         self.prefixes.insert(i, key_prefix(key));
     }
 
@@ -321,10 +339,15 @@ impl Node {
     /// Removes entry i; returns its dirty child if it had one.
     pub fn remove(&mut self, i: usize) -> Option<Arc<Node>> {
         let slot = self.slots.remove(i);
+        let child = if self.dirty_children.len() > i {
+            self.dirty_children.remove(i)
+        } else {
+            None
+        };
         self.prefixes.remove(i);
         self.used_bytes -= slot.encoded_bytes();
         self.maybe_compact();
-        slot.dirty_child
+        child
     }
 
     fn maybe_compact(&mut self) {
@@ -360,6 +383,11 @@ impl Node {
     pub fn split_off(&mut self, at: usize) -> Node {
         let mut right = Node::new(self.level, self.tid, self.owner);
         let moved: Vec<Slot> = self.slots.drain(at..).collect();
+        if self.dirty_children.len() > at {
+            right.dirty_children = self.dirty_children.split_off(at);
+        } else {
+            self.dirty_children.truncate(at);
+        }
         right.prefixes = self.prefixes.split_off(at);
         for s in moved {
             let start = s.offset as usize;
@@ -382,11 +410,11 @@ impl Node {
             self.heap.extend_from_slice(right.key(i));
             self.heap.extend_from_slice(right.value(i));
             self.used_bytes += s.encoded_bytes();
-            self.slots.push(Slot {
-                offset,
-                dirty_child: s.dirty_child.clone(),
-                ..*s
-            });
+            self.slots.push(Slot { offset, ..*s });
+            if let Some(child) = right.dirty_child(i) {
+                let at = self.slots.len() - 1;
+                self.set_dirty_child(at, child.clone());
+            }
         }
     }
 
@@ -405,7 +433,7 @@ impl Node {
         let mut p = NODE_HEADER_BYTES;
         for (i, s) in self.slots.iter().enumerate() {
             assert!(
-                s.dirty_child.is_none(),
+                self.dirty_child(i).is_none(),
                 "encoding a node with a dirty child"
             );
             out[p..p + 2].copy_from_slice(&s.key_len.to_le_bytes());
