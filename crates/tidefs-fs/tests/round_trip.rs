@@ -49,8 +49,8 @@ fn build_source(root: &Path) {
     let mut leaf = deep.clone();
     leaf.extend_from_slice(b"/leaf");
     write(&leaf, b"bottom");
-    // Many files in a few directories.
-    for d in 0..5 {
+    // Many files (10,000) in fifty directories.
+    for d in 0..50 {
         let dir = format!("many{d}");
         mkdir(dir.as_bytes());
         for f in 0..200 {
