@@ -51,7 +51,7 @@ pub mod falloc {
 
 /// One block record.
 #[derive(Debug, Clone)]
-struct BlockRec {
+pub(crate) struct BlockRec {
     /// First file block.
     start: u64,
     len: u64,
@@ -115,6 +115,15 @@ pub struct FileExtent {
     pub offset: u64,
     pub len: u64,
     pub kind: ExtentKind,
+}
+
+/// A range of a source file as [`Cx::clone_into`] takes it.
+pub(crate) enum CloneSource {
+    /// The source is inline: its bytes inside the range, copied as data; the rest of the
+    /// range (past the inline record) is a hole.
+    Bytes(Vec<u8>),
+    /// The block records of source blocks `[lo, …)`, cut to the range (holes are absent).
+    Blocks { lo: u64, recs: Vec<BlockRec> },
 }
 
 enum DataRecord {
@@ -500,6 +509,83 @@ impl Cx<'_, '_> {
         }
         if !keep_size && end > inode.size {
             inode.size = end;
+        }
+        Ok(())
+    }
+
+    /// What bytes `[offset, offset + len)` of a file are stored as, collected before a
+    /// clone changes anything (source and destination may be the same tree). `offset` is
+    /// block aligned; the range lies inside the file.
+    pub(crate) fn clone_source(
+        &mut self,
+        inode: &Inode,
+        offset: u64,
+        len: u64,
+    ) -> Result<CloneSource> {
+        debug_assert!(offset.is_multiple_of(B) && offset + len <= inode.size);
+        if let Some(inline) = self.inline_data(inode.ino)? {
+            // Inline bytes live inside the record: there is no extent to share. A file
+            // grown by truncate keeps its inline record; what lies past it is a hole.
+            let end = (offset + len).min(inline.len() as u64);
+            let bytes = inline
+                .get(offset as usize..end.max(offset) as usize)
+                .unwrap_or_default();
+            return Ok(CloneSource::Bytes(bytes.to_vec()));
+        }
+        let lo = offset / B;
+        let hi = (offset + len).div_ceil(B);
+        let recs = self
+            .block_records(inode.ino, lo, hi)?
+            .into_iter()
+            .map(|r| r.slice(r.start.max(lo), r.end().min(hi)))
+            .collect();
+        Ok(CloneSource::Blocks { lo, recs })
+    }
+
+    /// Replaces bytes `[offset, offset + len)` of a file with `src` (from
+    /// [`Self::clone_source`] of the same length), sharing its extents, and grows the file
+    /// to the end of the range. `offset` is block aligned; an unaligned `len` ends at or
+    /// past the end of file, where the source's zero tail is what the file must read.
+    pub(crate) fn clone_into(
+        &mut self,
+        inode: &mut Inode,
+        offset: u64,
+        len: u64,
+        src: CloneSource,
+    ) -> Result<()> {
+        debug_assert!(offset.is_multiple_of(B));
+        match src {
+            CloneSource::Bytes(mut bytes) => {
+                debug_assert!(bytes.len() as u64 <= len);
+                if offset + len <= INLINE_DATA_BYTES_MAX as u64 {
+                    // Small enough to stay (or become) inline: plain data, zero-padded.
+                    bytes.resize(len as usize, 0);
+                    self.write_data(inode, offset, &bytes)?;
+                } else {
+                    // Past the bytes the range is a hole, and stays one.
+                    self.uninline(inode)?;
+                    inode.blocks -=
+                        self.cut_blocks(inode.ino, offset / B, (offset + len).div_ceil(B))?;
+                    if !bytes.is_empty() {
+                        self.write_blocks(inode, offset, &bytes)?;
+                    }
+                    inode.size = inode.size.max(offset + len);
+                }
+            }
+            CloneSource::Blocks { lo, recs } => {
+                self.uninline(inode)?;
+                let dst_lo = offset / B;
+                let dst_hi = (offset + len).div_ceil(B);
+                inode.blocks -= self.cut_blocks(inode.ino, dst_lo, dst_hi)?;
+                for mut rec in recs {
+                    // Same extent, same offset in it: the store adds a reference.
+                    rec.start = dst_lo + (rec.start - lo);
+                    debug_assert!(rec.end() <= dst_hi);
+                    self.put_block_rec(inode.ino, &rec)?;
+                    inode.blocks += rec.len;
+                }
+                inode.size = inode.size.max(offset + len);
+            }
         }
         Ok(())
     }

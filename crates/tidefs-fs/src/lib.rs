@@ -11,6 +11,7 @@ mod backref;
 mod caller;
 mod catalog;
 mod clock;
+mod clone_range;
 mod create;
 mod cx;
 mod diff;

@@ -74,6 +74,24 @@ impl Subvol {
         self.op(f)
     }
 
+    /// Runs `f` as one operation on the raw write transaction, for operations that read
+    /// one tree and change another (clone_range); `f` gets the operation's time.
+    pub(crate) fn op_across<T>(
+        &self,
+        f: impl FnOnce(&mut tidefs_store::WriteTxn<'_>, crate::clock::Timespec) -> Result<T>,
+    ) -> Result<T> {
+        if self.is_read_only() {
+            return Err(FsError::ReadOnly(format!("snapshot {}", self.info.name)));
+        }
+        let now = self.shared.clock.now();
+        self.shared.pool.write(|t| f(t, now))
+    }
+
+    /// Whether both handles work on one pool (so extents can be shared between them).
+    pub(crate) fn shares_pool_with(&self, other: &Subvol) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     fn is_open_fn(&self) -> impl Fn(u64) -> bool + '_ {
         let opens = self.shared.opens.lock().expect("open table").clone();
         let tree = self.info.tree;
@@ -226,7 +244,7 @@ impl Subvol {
         self.change(|cx| cx.rename(parent, name, new_parent, new_name, flags, caller, &is_open))
     }
 
-    fn regular(cx: &mut Cx<'_, '_>, ino: u64) -> Result<Inode> {
+    pub(crate) fn regular(cx: &mut Cx<'_, '_>, ino: u64) -> Result<Inode> {
         let inode = cx.inode(ino)?;
         match inode.kind() {
             FileKind::Regular => Ok(inode),
