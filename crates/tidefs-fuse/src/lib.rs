@@ -14,9 +14,11 @@ pub mod inode_map;
 mod ops;
 mod seek;
 mod session;
+mod snap_control;
 mod snap_dir;
 mod tree;
 
 pub use error::MountError;
 pub use session::{lazy_unmount, mount, unmount, MountConfig, MountTarget, Mounted, Unmounter};
+pub use snap_control::SnapshotControl;
 pub use snap_dir::SNAP_DIR_NAME;

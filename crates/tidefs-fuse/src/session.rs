@@ -13,6 +13,7 @@ use tidefs_store::{CommitPolicy, GroupCommitter};
 
 use crate::error::MountError;
 use crate::ops::TideFuse;
+use crate::snap_control::SnapshotControl;
 use crate::snap_dir::SnapDir;
 use crate::tree::Tree;
 
@@ -65,6 +66,7 @@ pub struct Mounted {
     mountpoint: PathBuf,
     commit: CommitPolicy,
     unmounter: Unmounter,
+    snapshot_control: Option<SnapshotControl>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (a signal handler, say).
@@ -129,6 +131,8 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     };
     fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = true;
+    // The control socket changes `.snap` beside the mount, through the same cache.
+    let control_snaps = snaps.clone();
     let filesystem = TideFuse::new(
         mounted,
         snaps,
@@ -146,18 +150,26 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         inner: Arc::new(Mutex::new(session.unmount_callable())),
         mountpoint: config.mountpoint.clone(),
     };
+    let snapshot_control = control_snaps.map(|s| SnapshotControl::new(s, session.notifier()));
     Ok(Mounted {
         session,
         fs: fs.clone(),
         mountpoint: config.mountpoint.clone(),
         commit: config.commit,
         unmounter,
+        snapshot_control,
     })
 }
 
 impl Mounted {
     pub fn unmounter(&self) -> Unmounter {
         self.unmounter.clone()
+    }
+
+    /// Snapshot operations on the mounted subvolume that keep the mount's `.snap` current;
+    /// `None` when a snapshot is mounted (it has no `.snap`).
+    pub fn snapshot_control(&self) -> Option<SnapshotControl> {
+        self.snapshot_control.clone()
     }
 
     /// Serves requests until the file system is unmounted, committing by the policy

@@ -16,11 +16,14 @@ use crate::tree::Tree;
 /// Name of the directory at the root of a mounted subvolume.
 pub const SNAP_DIR_NAME: &[u8] = b".snap";
 
+/// Cloning shares the cache of snapshot handles, so the mount and its control socket (see
+/// `snap_control`) agree on which snapshots are gone.
+#[derive(Clone)]
 pub struct SnapDir {
     fs: Fs,
     subvol: SubvolInfo,
     /// Handles on snapshots that were looked up, by id (one catalog read per snapshot).
-    trees: RwLock<HashMap<SubvolId, Tree>>,
+    trees: Arc<RwLock<HashMap<SubvolId, Tree>>>,
 }
 
 fn name_str(name: &[u8]) -> Result<&str, FsError> {
@@ -35,8 +38,13 @@ impl SnapDir {
         SnapDir {
             fs,
             subvol,
-            trees: RwLock::new(HashMap::new()),
+            trees: Arc::new(RwLock::new(HashMap::new())),
         }
+    }
+
+    /// The mounted subvolume whose snapshots these are.
+    pub fn subvol_name(&self) -> &str {
+        &self.subvol.name
     }
 
     fn tree_of(&self, info: SubvolInfo) -> Result<Tree, FsError> {

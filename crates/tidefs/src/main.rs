@@ -2,6 +2,7 @@
 //! this file only parses arguments and turns errors into one line on stderr.
 
 mod cmd;
+mod control;
 mod output;
 mod pool_arg;
 mod spec;

@@ -4,25 +4,21 @@
 //! While it runs, the server holds the pool; `tidefs volume list` and the snapshot
 //! commands reach it through `control.sock` in the pool directory.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use tidefs_nbd::{serve, ListenAddress, Listener, ServeOptions};
 use tidefs_store::{CommitPolicy, GroupCommitter};
-use tidefs_volume::control::{
-    decode_line, encode_line, handle, ControlReply, ControlRequest, CONTROL_LINE_BYTES_MAX,
-    CONTROL_SOCKET_NAME,
-};
+use tidefs_volume::control::{handle, ControlReply, ControlRequest};
 use tidefs_volume::{VolumeExports, VolumeRef, VolumeStore};
+
+use crate::control::{ControlServer, ControlService};
 
 /// Where `tidefs nbd serve` listens when told nothing: the NBD port, this machine only.
 const DEFAULT_LISTEN: &str = "127.0.0.1:10809";
@@ -32,9 +28,6 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:10809";
 /// safety (only FLUSH and FUA promise durability); uncommitted data waits in the page
 /// cache, and only the edited map nodes (about 1% of the data) wait in memory.
 const COMMIT_DIRTY_BYTES_MAX: u64 = 2 << 30;
-
-/// How often the control socket's accept loop looks for a stop request.
-const CONTROL_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Subcommand)]
 pub enum NbdCommand {
@@ -99,7 +92,7 @@ fn serve_until_signalled(pool_path: &Path, args: ServeArgs) -> Result<ExitCode> 
         },
         |e| eprintln!("tidefs: background commit failed: {e}"),
     );
-    let control = ControlServer::start(pool_path, store.clone())?;
+    let control = ControlServer::start(pool_path, "tidefs nbd", VolumeService(store.clone()))?;
     let provider = Arc::new(VolumeExports::new(
         store.clone(),
         only,
@@ -158,86 +151,18 @@ fn remove_stale_socket(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The pool's control socket: one JSON request line in, one reply line out.
-struct ControlServer {
-    path: PathBuf,
-    stopping: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
+/// What `nbd serve` answers on the pool's control socket: the volume messages.
+struct VolumeService(Arc<VolumeStore>);
 
-impl ControlServer {
-    /// Starts listening in the pool directory; a pool on a block device has no directory
-    /// to hold the socket, so it gets none.
-    fn start(pool_path: &Path, store: Arc<VolumeStore>) -> Result<Option<ControlServer>> {
-        if !pool_path.is_dir() {
-            eprintln!(
-                "tidefs nbd: {} is not a directory; no control socket (other commands cannot reach the pool while serving)",
-                pool_path.display()
-            );
-            return Ok(None);
-        }
-        let path = pool_path.join(CONTROL_SOCKET_NAME);
-        // We hold the pool lock, so a socket file here was left by a server that died.
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)
-            .with_context(|| format!("creating the control socket {}", path.display()))?;
-        listener.set_nonblocking(true)?;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let stop = stopping.clone();
-        let thread = std::thread::Builder::new()
-            .name("tidefs-control".into())
-            .spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            if let Err(e) = serve_control(stream, &store) {
-                                eprintln!("tidefs nbd: control connection: {e}");
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            std::thread::sleep(CONTROL_POLL_INTERVAL)
-                        }
-                        Err(e) => {
-                            eprintln!("tidefs nbd: control socket: {e}");
-                            std::thread::sleep(CONTROL_POLL_INTERVAL);
-                        }
-                    }
-                }
-            })
-            .context("starting the control thread")?;
-        Ok(Some(ControlServer {
-            path,
-            stopping,
-            thread,
-        }))
+impl ControlService for VolumeService {
+    type Request = ControlRequest;
+    type Reply = ControlReply;
+
+    fn handle(&self, request: ControlRequest) -> ControlReply {
+        handle(&self.0, request, super::volume::now(), std::process::id())
     }
 
-    fn stop(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Answers the requests of one control connection, one line each, until it closes.
-fn serve_control(stream: UnixStream, store: &VolumeStore) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream).take(CONTROL_LINE_BYTES_MAX as u64 + 1);
-    loop {
-        let mut line = Vec::new();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        reader.set_limit(CONTROL_LINE_BYTES_MAX as u64 + 1);
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let reply = match decode_line::<ControlRequest>(&line) {
-            Ok(request) => handle(store, request, super::volume::now(), std::process::id()),
-            Err(message) => ControlReply::Error { message },
-        };
-        writer.write_all(&encode_line(&reply))?;
+    fn malformed(&self, message: String) -> ControlReply {
+        ControlReply::Error { message }
     }
 }

@@ -5,20 +5,14 @@
 //! (list and the snapshot commands) go through its control socket in the pool directory;
 //! the others say in one line which process holds the pool.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use tidefs_store::StoreError;
-use tidefs_volume::control::{
-    decode_line, encode_line, ControlReply, ControlRequest, CONTROL_LINE_BYTES_MAX,
-    CONTROL_SOCKET_NAME,
-};
+use tidefs_volume::control::{ControlReply, ControlRequest, CONTROL_SOCKET_NAME};
 use tidefs_volume::{Timestamp, VolumeInfo, VolumeRef, VolumeStore};
 
 use crate::output::{human_bytes, parse_size, print_json};
@@ -123,26 +117,7 @@ pub fn now() -> Timestamp {
 
 /// Sends one request to the server holding the pool.
 fn ask(socket: &Path, holder: &str, request: &ControlRequest) -> Result<ControlReply> {
-    let unreachable = || {
-        format!(
-            "the pool is held by {holder}, which does not answer on {}",
-            socket.display()
-        )
-    };
-    let mut stream = UnixStream::connect(socket).with_context(unreachable)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream
-        .write_all(&encode_line(request))
-        .with_context(unreachable)?;
-    let mut line = Vec::new();
-    BufReader::new(stream)
-        .take(CONTROL_LINE_BYTES_MAX as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .with_context(unreachable)?;
-    if line.last() == Some(&b'\n') {
-        line.pop();
-    }
-    match decode_line::<ControlReply>(&line).map_err(|e| anyhow!("{}: {e}", unreachable()))? {
+    match crate::control::ask(socket, holder, request)? {
         ControlReply::Error { message } => Err(anyhow!("{message}")),
         reply => Ok(reply),
     }
