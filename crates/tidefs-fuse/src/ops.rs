@@ -30,6 +30,9 @@ const READDIR_BATCH_ENTRIES: usize = 128;
 /// Most bytes one copy_file_range request copies (the reply's count is 32-bit, and one
 /// request should not hold the writer for long); callers loop for the rest.
 const COPY_CHUNK_BYTES_MAX: u64 = 64 << 20;
+/// Most bytes one copy_file_range request clones: cloning moves no data, only records
+/// (about 2 KiB per 2 MiB), so far more fits one request than a copy.
+const CLONE_CHUNK_BYTES_MAX: u64 = 1 << 30;
 /// Bytes copied per read/write step inside one copy_file_range request.
 const COPY_STEP_BYTES: u64 = 1 << 20;
 /// Generation reported for the virtual `.snap` directory (it never changes identity).
@@ -431,9 +434,10 @@ impl TideFuse {
         i64::try_from(at).map_err(|_| Errno::EOVERFLOW)
     }
 
-    /// copy_file_range as a copy through the file system. tidefs-fs has no clone-range
-    /// operation yet, so the copy does not share extents (see the crate's README of missing
-    /// pieces); it is still one request instead of two per megabyte through the kernel.
+    /// copy_file_range: the block-aligned middle of the range is cloned (the destination
+    /// shares the source's extents, so no data moves), the unaligned head and tail are
+    /// copied as data. When source and destination offsets differ within a block nothing
+    /// lines up, and the whole range is copied.
     #[allow(clippy::too_many_arguments)]
     fn do_copy_file_range(
         &self,
@@ -451,10 +455,15 @@ impl TideFuse {
         if dst.sv.is_read_only() {
             return Err(Errno::EROFS);
         }
-        let size = src.sv.getattr(src_ino).or_errno()?.size;
-        let len = len
-            .min(size.saturating_sub(offset_in))
-            .min(COPY_CHUNK_BYTES_MAX);
+        let src_size = src.sv.getattr(src_ino).or_errno()?.size;
+        let dst_size = dst.sv.getattr(dst_ino).or_errno()?.size;
+        let lines_up = offset_in % COPY_BLOCK_BYTES == offset_out % COPY_BLOCK_BYTES;
+        let chunk_max = if lines_up {
+            CLONE_CHUNK_BYTES_MAX
+        } else {
+            COPY_CHUNK_BYTES_MAX
+        };
+        let len = len.min(src_size.saturating_sub(offset_in)).min(chunk_max);
         if src.same_tree(&dst)
             && src_ino == dst_ino
             && offset_in < offset_out + len
@@ -463,20 +472,96 @@ impl TideFuse {
             return Err(Errno::EINVAL);
         }
         let who = caller(req);
-        let mut done = 0;
-        while done < len {
-            let step = (len - done).min(COPY_STEP_BYTES);
-            let data = src.sv.read(src_ino, offset_in + done, step).or_errno()?;
-            if data.is_empty() {
-                break;
-            }
-            dst.sv
-                .write(dst_ino, offset_out + done, &data, &who)
-                .or_errno()?;
-            done += data.len() as u64;
+        let copy = |from: u64, to: u64| -> Result<u64, Errno> {
+            copy_data(
+                &src, src_ino, &dst, dst_ino, offset_in, offset_out, from, to, &who,
+            )
+        };
+        let (mid_from, mid_to) = if lines_up {
+            clone_span(offset_in, offset_out, len, src_size, dst_size)
+        } else {
+            (0, 0)
+        };
+        if mid_from >= mid_to {
+            return Ok(copy(0, len)? as u32);
         }
-        Ok(done as u32)
+        let head = copy(0, mid_from)?;
+        if head < mid_from {
+            return Ok(head as u32);
+        }
+        let cloned = dst.sv.clone_range(
+            &src.sv,
+            src_ino,
+            offset_in + mid_from,
+            dst_ino,
+            offset_out + mid_from,
+            mid_to - mid_from,
+            &who,
+        );
+        match cloned {
+            Ok(_) => Ok(copy(mid_to, len)? as u32),
+            // Refused by the clone rules (or another pool): copying still does the job, in
+            // the chunk a copy may take.
+            Err(FsError::Invalid(_) | FsError::CrossDevice(_) | FsError::NotSupported(_)) => {
+                let to = len.min(mid_from + COPY_CHUNK_BYTES_MAX);
+                Ok(copy(mid_from, to)? as u32)
+            }
+            Err(e) => Err(errno(&e)),
+        }
     }
+}
+
+/// Block size the clone rules align to.
+const COPY_BLOCK_BYTES: u64 = tidefs_fs::limits::DATA_BLOCK_BYTES as u64;
+
+/// The part `[from, to)` of a copy of `len` bytes (relative to its start) that can be
+/// cloned, for offsets that lie alike within a block: from the first block boundary to the
+/// last one — or to the end of the range when it ends at the source's end of file and at or
+/// past the destination's (the source's zero tail may then land in the destination).
+fn clone_span(
+    offset_in: u64,
+    offset_out: u64,
+    len: u64,
+    src_size: u64,
+    dst_size: u64,
+) -> (u64, u64) {
+    let from = ((COPY_BLOCK_BYTES - offset_in % COPY_BLOCK_BYTES) % COPY_BLOCK_BYTES).min(len);
+    let end_in = offset_in + len;
+    let to = if end_in == src_size && offset_out + len >= dst_size {
+        len
+    } else {
+        from + (len - from) / COPY_BLOCK_BYTES * COPY_BLOCK_BYTES
+    };
+    (from, to)
+}
+
+/// Copies bytes `[from, to)` of a copy (relative to `offset_in` and `offset_out`) through
+/// reads and writes; returns where it stopped (short at the source's end of file).
+#[allow(clippy::too_many_arguments)]
+fn copy_data(
+    src: &Tree,
+    src_ino: u64,
+    dst: &Tree,
+    dst_ino: u64,
+    offset_in: u64,
+    offset_out: u64,
+    from: u64,
+    to: u64,
+    who: &Caller,
+) -> Result<u64, Errno> {
+    let mut done = from;
+    while done < to {
+        let step = (to - done).min(COPY_STEP_BYTES);
+        let data = src.sv.read(src_ino, offset_in + done, step).or_errno()?;
+        if data.is_empty() {
+            break;
+        }
+        dst.sv
+            .write(dst_ino, offset_out + done, &data, who)
+            .or_errno()?;
+        done += data.len() as u64;
+    }
+    Ok(done)
 }
 
 impl Filesystem for TideFuse {
