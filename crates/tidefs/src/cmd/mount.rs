@@ -9,6 +9,9 @@
 //! no subvolume at all yet, so `tidefs mount home /mnt/home` works as a first command;
 //! otherwise a missing subvolume is an error (a typo should not make an empty subvolume).
 //! Snapshots are never created by mounting.
+//!
+//! While mounted, the serving process holds the pool and answers `tidefs snapshot` and
+//! `tidefs subvol list` on the pool's control socket (see `control::fs_service`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -21,6 +24,9 @@ use clap::Args;
 use tidefs_fs::{Caller, Fs, FsError, SystemClock};
 use tidefs_fuse::{MountConfig, MountTarget};
 use tidefs_store::{CommitPolicy, Pool, LOCK_FILE_NAME};
+
+use crate::control::fs_service::FsService;
+use crate::control::ControlServer;
 
 /// The line the background child prints on stdout once the mount is ready.
 const READY_LINE: &str = "ready";
@@ -116,6 +122,15 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
     config.fs_name = fs_name(pool);
     let mounted = tidefs_fuse::mount(&fs, &target, &config)?;
     let unmounter = mounted.unmounter();
+    // While mounted we hold the pool; `tidefs snapshot` and `tidefs subvol list` reach it here.
+    let control = ControlServer::start(
+        pool,
+        "tidefs mount",
+        FsService {
+            fs: fs.clone(),
+            mounted: mounted.snapshot_control(),
+        },
+    )?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -144,7 +159,11 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
             args.mountpoint.display()
         );
     }
-    mounted.serve()?;
+    let served = mounted.serve();
+    if let Some(c) = control {
+        c.stop();
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,13 +1,17 @@
 //! `tidefs snapshot create|list|delete|rename` and `tidefs clone`.
+//!
+//! When a mount holds the pool, the snapshot commands go through its control socket and
+//! print what they print on an idle pool; `clone` needs the pool to itself.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
-use serde_json::json;
-use tidefs_fs::SubvolInfo;
+use tidefs_fs::Fs;
 
+use crate::control::fs_protocol::{snapshot_rows, FsReply, FsRequest, SnapshotRow};
+use crate::control::{ask, PoolAccess};
 use crate::output::print_json;
 use crate::pool_arg::open_fs;
 use crate::spec::SubvolSpec;
@@ -28,68 +32,137 @@ pub enum SnapshotCommand {
     Rename { from: String, to: String },
 }
 
-fn snapshot_json(s: &SubvolInfo, subvol: &str) -> serde_json::Value {
-    json!({
-        "subvolume": subvol,
-        "name": s.name,
-        "uuid": s.uuid.to_string(),
-        "received_uuid": s.received_uuid.map(|u| u.to_string()),
-        "tid": s.tid.0,
-        "created": s.created.sec,
-        "created_nsec": s.created.nsec,
-        "metadata": s.metadata.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect::<std::collections::BTreeMap<_, _>>(),
-    })
-}
-
 pub fn run(pool: &Path, cmd: SnapshotCommand) -> Result<ExitCode> {
-    let fs = open_fs(pool)?;
-    match cmd {
-        SnapshotCommand::Create { spec } => {
-            let (name, snap) = SubvolSpec::parse_snapshot(&spec)?;
-            fs.create_snapshot(&name, &snap)?;
-            fs.fsync()?;
-            println!("created snapshot {name}@{snap}");
-        }
-        SnapshotCommand::List { name, json } => {
-            let subvols: Vec<String> = match name {
-                Some(n) => vec![n],
-                None => fs.list_subvolumes()?.into_iter().map(|s| s.name).collect(),
+    // Parse before touching the pool, so a typo fails the same way on either path.
+    let request = request_of(cmd)?;
+    let access = PoolAccess::open(pool, || open_fs(pool))?;
+    match request {
+        (FsRequest::SubvolSnapshotList { subvolume }, json) => {
+            let rows = match &access {
+                PoolAccess::Direct(fs) => snapshot_rows(fs, subvolume.as_deref())?,
+                PoolAccess::Held { socket, holder } => {
+                    match ask_fs(socket, holder, &FsRequest::SubvolSnapshotList { subvolume })? {
+                        FsReply::Snapshots { snapshots } => snapshots,
+                        other => bail!("unexpected reply from {holder}: {other:?}"),
+                    }
+                }
             };
-            let mut rows = Vec::new();
-            for sv in &subvols {
-                for s in fs.list_snapshots(sv)? {
-                    rows.push((sv.clone(), s));
+            print_rows(&rows, json);
+        }
+        (change, _) => {
+            match &access {
+                PoolAccess::Direct(fs) => change_directly(fs, &change)?,
+                PoolAccess::Held { socket, holder } => {
+                    ask_fs(socket, holder, &change)?;
                 }
             }
-            if json {
-                print_json(&json!(rows
-                    .iter()
-                    .map(|(sv, s)| snapshot_json(s, sv))
-                    .collect::<Vec<_>>()));
-            } else {
-                for (sv, s) in rows {
-                    println!("{sv}@{}\t{}\ttid {}", s.name, s.uuid, s.tid);
-                }
-            }
-        }
-        SnapshotCommand::Delete { spec } => {
-            let (name, snap) = SubvolSpec::parse_snapshot(&spec)?;
-            fs.delete_snapshot(&name, &snap)?;
-            fs.fsync()?;
-            println!("deleted snapshot {name}@{snap}");
-        }
-        SnapshotCommand::Rename { from, to } => {
-            let (name, old) = SubvolSpec::parse_snapshot(&from)?;
-            let (name2, new) = SubvolSpec::parse_snapshot(&to)?;
-            if name != name2 {
-                anyhow::bail!("a snapshot stays with its subvolume: {from} and {to} name different subvolumes");
-            }
-            fs.rename_snapshot(&name, &old, &new)?;
-            fs.fsync()?;
-            println!("renamed snapshot {name}@{old} to {name}@{new}");
+            println!("{}", done_line(&change));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The request a command makes, and for `list` whether it wants JSON.
+fn request_of(cmd: SnapshotCommand) -> Result<(FsRequest, bool)> {
+    Ok(match cmd {
+        SnapshotCommand::Create { spec } => {
+            let (subvolume, snapshot) = SubvolSpec::parse_snapshot(&spec)?;
+            (
+                FsRequest::SubvolSnapshotCreate {
+                    subvolume,
+                    snapshot,
+                },
+                false,
+            )
+        }
+        SnapshotCommand::List { name, json } => {
+            (FsRequest::SubvolSnapshotList { subvolume: name }, json)
+        }
+        SnapshotCommand::Delete { spec } => {
+            let (subvolume, snapshot) = SubvolSpec::parse_snapshot(&spec)?;
+            (
+                FsRequest::SubvolSnapshotDelete {
+                    subvolume,
+                    snapshot,
+                },
+                false,
+            )
+        }
+        SnapshotCommand::Rename { from, to } => {
+            let (subvolume, old) = SubvolSpec::parse_snapshot(&from)?;
+            let (subvolume2, new) = SubvolSpec::parse_snapshot(&to)?;
+            if subvolume != subvolume2 {
+                bail!("a snapshot stays with its subvolume: {from} and {to} name different subvolumes");
+            }
+            (
+                FsRequest::SubvolSnapshotRename {
+                    subvolume,
+                    from: old,
+                    to: new,
+                },
+                false,
+            )
+        }
+    })
+}
+
+/// Makes a change on a pool this process opened, committing it before returning.
+fn change_directly(fs: &Fs, change: &FsRequest) -> Result<()> {
+    match change {
+        FsRequest::SubvolSnapshotCreate {
+            subvolume,
+            snapshot,
+        } => drop(fs.create_snapshot(subvolume, snapshot)?),
+        FsRequest::SubvolSnapshotDelete {
+            subvolume,
+            snapshot,
+        } => fs.delete_snapshot(subvolume, snapshot)?,
+        FsRequest::SubvolSnapshotRename {
+            subvolume,
+            from,
+            to,
+        } => fs.rename_snapshot(subvolume, from, to)?,
+        other => unreachable!("{other:?} is not a snapshot change"),
+    }
+    fs.fsync()?;
+    Ok(())
+}
+
+fn done_line(change: &FsRequest) -> String {
+    match change {
+        FsRequest::SubvolSnapshotCreate {
+            subvolume,
+            snapshot,
+        } => format!("created snapshot {subvolume}@{snapshot}"),
+        FsRequest::SubvolSnapshotDelete {
+            subvolume,
+            snapshot,
+        } => format!("deleted snapshot {subvolume}@{snapshot}"),
+        FsRequest::SubvolSnapshotRename {
+            subvolume,
+            from,
+            to,
+        } => format!("renamed snapshot {subvolume}@{from} to {subvolume}@{to}"),
+        other => unreachable!("{other:?} is not a snapshot change"),
+    }
+}
+
+fn print_rows(rows: &[SnapshotRow], json: bool) {
+    if json {
+        print_json(&serde_json::to_value(rows).expect("snapshot rows serialize"));
+    } else {
+        for s in rows {
+            println!("{}@{}\t{}\ttid {}", s.subvolume, s.name, s.uuid, s.tid);
+        }
+    }
+}
+
+/// Asks the mount holding the pool; its error replies become ours.
+pub fn ask_fs(socket: &Path, holder: &str, request: &FsRequest) -> Result<FsReply> {
+    match ask(socket, holder, request)? {
+        FsReply::Error { message } => Err(anyhow!("{message}")),
+        reply => Ok(reply),
+    }
 }
 
 /// `tidefs clone NAME@SNAP NEWNAME`.
