@@ -37,11 +37,11 @@ pub fn run(pool: &Path, cmd: SnapshotCommand) -> Result<ExitCode> {
     let request = request_of(cmd)?;
     let access = PoolAccess::open(pool, || open_fs(pool))?;
     match request {
-        (FsRequest::SubvolSnapshotList { subvolume }, json) => {
+        (FsRequest::SnapshotList { subvolume }, json) => {
             let rows = match &access {
                 PoolAccess::Direct(fs) => snapshot_rows(fs, subvolume.as_deref())?,
                 PoolAccess::Held { socket, holder } => {
-                    match ask_fs(socket, holder, &FsRequest::SubvolSnapshotList { subvolume })? {
+                    match ask_fs(socket, holder, &FsRequest::SnapshotList { subvolume })? {
                         FsReply::Snapshots { snapshots } => snapshots,
                         other => bail!("unexpected reply from {holder}: {other:?}"),
                     }
@@ -68,20 +68,18 @@ fn request_of(cmd: SnapshotCommand) -> Result<(FsRequest, bool)> {
         SnapshotCommand::Create { spec } => {
             let (subvolume, snapshot) = SubvolSpec::parse_snapshot(&spec)?;
             (
-                FsRequest::SubvolSnapshotCreate {
+                FsRequest::SnapshotCreate {
                     subvolume,
                     snapshot,
                 },
                 false,
             )
         }
-        SnapshotCommand::List { name, json } => {
-            (FsRequest::SubvolSnapshotList { subvolume: name }, json)
-        }
+        SnapshotCommand::List { name, json } => (FsRequest::SnapshotList { subvolume: name }, json),
         SnapshotCommand::Delete { spec } => {
             let (subvolume, snapshot) = SubvolSpec::parse_snapshot(&spec)?;
             (
-                FsRequest::SubvolSnapshotDelete {
+                FsRequest::SnapshotDelete {
                     subvolume,
                     snapshot,
                 },
@@ -95,7 +93,7 @@ fn request_of(cmd: SnapshotCommand) -> Result<(FsRequest, bool)> {
                 bail!("a snapshot stays with its subvolume: {from} and {to} name different subvolumes");
             }
             (
-                FsRequest::SubvolSnapshotRename {
+                FsRequest::SnapshotRename {
                     subvolume,
                     from: old,
                     to: new,
@@ -109,15 +107,15 @@ fn request_of(cmd: SnapshotCommand) -> Result<(FsRequest, bool)> {
 /// Makes a change on a pool this process opened, committing it before returning.
 fn change_directly(fs: &Fs, change: &FsRequest) -> Result<()> {
     match change {
-        FsRequest::SubvolSnapshotCreate {
+        FsRequest::SnapshotCreate {
             subvolume,
             snapshot,
         } => drop(fs.create_snapshot(subvolume, snapshot)?),
-        FsRequest::SubvolSnapshotDelete {
+        FsRequest::SnapshotDelete {
             subvolume,
             snapshot,
         } => fs.delete_snapshot(subvolume, snapshot)?,
-        FsRequest::SubvolSnapshotRename {
+        FsRequest::SnapshotRename {
             subvolume,
             from,
             to,
@@ -130,15 +128,15 @@ fn change_directly(fs: &Fs, change: &FsRequest) -> Result<()> {
 
 fn done_line(change: &FsRequest) -> String {
     match change {
-        FsRequest::SubvolSnapshotCreate {
+        FsRequest::SnapshotCreate {
             subvolume,
             snapshot,
         } => format!("created snapshot {subvolume}@{snapshot}"),
-        FsRequest::SubvolSnapshotDelete {
+        FsRequest::SnapshotDelete {
             subvolume,
             snapshot,
         } => format!("deleted snapshot {subvolume}@{snapshot}"),
-        FsRequest::SubvolSnapshotRename {
+        FsRequest::SnapshotRename {
             subvolume,
             from,
             to,

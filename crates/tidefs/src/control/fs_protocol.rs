@@ -21,22 +21,20 @@ use serde::{Deserialize, Serialize};
 use tidefs_fs::{Fs, FsError, SubvolInfo};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op")]
 pub enum FsRequest {
-    SubvolHello,
+    #[serde(rename = "subvol_hello")]
+    Hello,
+    #[serde(rename = "subvol_list")]
     SubvolList,
-    SubvolSnapshotCreate {
-        subvolume: String,
-        snapshot: String,
-    },
-    SubvolSnapshotList {
-        subvolume: Option<String>,
-    },
-    SubvolSnapshotDelete {
-        subvolume: String,
-        snapshot: String,
-    },
-    SubvolSnapshotRename {
+    #[serde(rename = "subvol_snapshot_create")]
+    SnapshotCreate { subvolume: String, snapshot: String },
+    #[serde(rename = "subvol_snapshot_list")]
+    SnapshotList { subvolume: Option<String> },
+    #[serde(rename = "subvol_snapshot_delete")]
+    SnapshotDelete { subvolume: String, snapshot: String },
+    #[serde(rename = "subvol_snapshot_rename")]
+    SnapshotRename {
         subvolume: String,
         from: String,
         to: String,
@@ -137,7 +135,7 @@ mod tests {
 
     #[test]
     fn messages_have_the_documented_shape() {
-        let line = encode_line(&FsRequest::SubvolSnapshotCreate {
+        let line = encode_line(&FsRequest::SnapshotCreate {
             subvolume: "home".into(),
             snapshot: "s".into(),
         });
@@ -146,7 +144,7 @@ mod tests {
             b"{\"op\":\"subvol_snapshot_create\",\"subvolume\":\"home\",\"snapshot\":\"s\"}\n"
         );
         let all: FsRequest = decode_line(b"{\"op\":\"subvol_snapshot_list\"}").unwrap();
-        assert_eq!(all, FsRequest::SubvolSnapshotList { subvolume: None });
+        assert_eq!(all, FsRequest::SnapshotList { subvolume: None });
         // A volume request is not an fs request, so a mount answers it with an error.
         assert!(decode_line::<FsRequest>(b"{\"op\":\"snapshot_list\",\"volume\":\"v\"}").is_err());
     }

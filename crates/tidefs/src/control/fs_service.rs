@@ -29,7 +29,7 @@ impl FsService {
 
     fn serve(&self, request: FsRequest) -> Result<FsReply, FsError> {
         let changed = match request {
-            FsRequest::SubvolHello => {
+            FsRequest::Hello => {
                 return Ok(FsReply::Hello {
                     pid: std::process::id(),
                 })
@@ -39,26 +39,26 @@ impl FsService {
                     subvolumes: subvol_rows(&self.fs)?,
                 })
             }
-            FsRequest::SubvolSnapshotList { subvolume } => {
+            FsRequest::SnapshotList { subvolume } => {
                 return Ok(FsReply::Snapshots {
                     snapshots: snapshot_rows(&self.fs, subvolume.as_deref())?,
                 })
             }
-            FsRequest::SubvolSnapshotCreate {
+            FsRequest::SnapshotCreate {
                 subvolume,
                 snapshot,
             } => match self.snap_dir_of(&subvolume) {
                 Some(snaps) => snaps.create(&snapshot).map(drop),
                 None => self.fs.create_snapshot(&subvolume, &snapshot).map(drop),
             },
-            FsRequest::SubvolSnapshotDelete {
+            FsRequest::SnapshotDelete {
                 subvolume,
                 snapshot,
             } => match self.snap_dir_of(&subvolume) {
                 Some(snaps) => snaps.delete(&snapshot),
                 None => self.fs.delete_snapshot(&subvolume, &snapshot),
             },
-            FsRequest::SubvolSnapshotRename {
+            FsRequest::SnapshotRename {
                 subvolume,
                 from,
                 to,
