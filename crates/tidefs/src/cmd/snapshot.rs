@@ -158,6 +158,10 @@ fn print_rows(rows: &[SnapshotRow], json: bool) {
 /// Asks the mount holding the pool; its error replies become ours.
 pub fn ask_fs(socket: &Path, holder: &str, request: &FsRequest) -> Result<FsReply> {
     match ask(socket, holder, request)? {
+        // A holder of another kind (`tidefs nbd serve`) does not know fs requests; say who.
+        FsReply::Error { message } if message.starts_with("malformed control message") => Err(
+            anyhow!("the pool is held by {holder}, which does not serve this command: {message}"),
+        ),
         FsReply::Error { message } => Err(anyhow!("{message}")),
         reply => Ok(reply),
     }
