@@ -18,7 +18,7 @@ const S_IFIFO: u32 = 0o010000;
 const S_IFSOCK: u32 = 0o140000;
 /// Bytes of consecutive WRITE data joined into one write call.
 const WRITE_JOIN_BYTES_MAX: usize = 8 << 20;
-/// Bytes copied at a time for a CLONE (tidefs has no reflink between files yet).
+/// Bytes copied at a time for a CLONE that cannot share blocks (unaligned ranges).
 const CLONE_COPY_BYTES: u64 = 4 << 20;
 
 /// Why one command could not be applied.
@@ -372,6 +372,21 @@ impl<'a> Applier<'a> {
             src.resolve(&abs)?
         };
         let dst = self.resolve(path)?;
+        if len == 0 {
+            // `clone_range` reads length 0 as "to the end of file"; the stream means nothing.
+            return Ok(());
+        }
+        // Share the source's blocks when the range obeys the reflink rules (block aligned,
+        // or ending at the source's end of file). A refused clone changes nothing, and
+        // copying the bytes gives the same file, only without sharing.
+        match self
+            .sub
+            .clone_range(&src, src_ino, src_offset, dst, offset, len, &Caller::ROOT)
+        {
+            Ok(_) => return Ok(()),
+            Err(FsError::Invalid(_) | FsError::CrossDevice(_) | FsError::NotSupported(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CLONE_COPY_BYTES);
