@@ -34,12 +34,11 @@ pub(crate) fn utimes(path: Vec<u8>, item: &InodeItem, version: StreamVersion) ->
     }
 }
 
+/// xattrs to set (name, value) and names to remove.
+type XattrChanges = (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>);
+
 /// xattrs to set and remove for this change.
-fn xattr_changes(
-    e: &Engine<'_>,
-    ch: &InodeChange,
-    same: bool,
-) -> SendResult<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)> {
+fn xattr_changes(e: &Engine<'_>, ch: &InodeChange, same: bool) -> SendResult<XattrChanges> {
     let ino = ch.ino;
     if !same {
         if ch.complete {

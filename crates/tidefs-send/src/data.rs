@@ -330,7 +330,7 @@ pub(crate) fn send_data(
             // A hole in the partial block the file ends in cannot be punched (that only
             // zeroes it): cut the file back to that block's start, then regrow it.
             let cut = size / BLOCK_BYTES * BLOCK_BYTES;
-            if size % BLOCK_BYTES != 0
+            if !size.is_multiple_of(BLOCK_BYTES)
                 && pieces
                     .iter()
                     .any(|p| matches!(p, Piece::Hole { offset, len } if offset + len > cut))

@@ -415,7 +415,7 @@ impl<'a> Engine<'a> {
             .collect();
         to_remove.sort_by_key(|l| {
             (
-                l.parent != Lino::ROOT || !self.orphan_names.get(&n).is_some_and(|o| *o == l.name),
+                l.parent != Lino::ROOT || self.orphan_names.get(&n).is_none_or(|o| *o != l.name),
                 l.clone(),
             )
         });

@@ -462,7 +462,7 @@ fn apply_body<R: Read>(
         applier.apply(c).map_err(|e| position(e.0))?;
         *applied += 1;
         since_checkpoint += 1;
-        if *applied % 1024 == 0 {
+        if (*applied).is_multiple_of(1024) {
             on_progress(ReceiveProgress {
                 commands: *applied,
                 bytes: reader.bytes_read(),

@@ -137,10 +137,10 @@ pub fn backref_of_key(key: &[u8]) -> Option<(u64, Vec<u8>)> {
 
 /// The xattr name of an XATTR or XATTR_CHUNK key.
 pub fn xattr_name_of_key(key: &[u8]) -> Option<Vec<u8>> {
-    match key.get(8)? {
-        &KIND_XATTR => Some(key[9..].to_vec()),
+    match *key.get(8)? {
+        KIND_XATTR => Some(key[9..].to_vec()),
         // name, 0x00, u32 chunk index
-        &KIND_XATTR_CHUNK if key.len() >= 9 + 5 => Some(key[9..key.len() - 5].to_vec()),
+        KIND_XATTR_CHUNK if key.len() >= 9 + 5 => Some(key[9..key.len() - 5].to_vec()),
         _ => None,
     }
 }
@@ -152,9 +152,9 @@ pub enum XattrValue {
 }
 
 pub fn decode_xattr(value: &[u8]) -> Option<XattrValue> {
-    match value.first()? {
-        &XATTR_SMALL => Some(XattrValue::Small(value[1..].to_vec())),
-        &XATTR_CHUNKED if value.len() == 9 => Some(XattrValue::Chunked {
+    match *value.first()? {
+        XATTR_SMALL => Some(XattrValue::Small(value[1..].to_vec())),
+        XATTR_CHUNKED if value.len() == 9 => Some(XattrValue::Chunked {
             len: u32::from_le_bytes(value[1..5].try_into().ok()?) as usize,
             chunks: u32::from_le_bytes(value[5..9].try_into().ok()?),
         }),

@@ -115,7 +115,7 @@ impl<W: Write> CommandSink for StreamSink<'_, W> {
             };
             self.write_encoded(&marker)?;
         }
-        if n % 1024 == 0 || command == Command::End {
+        if n.is_multiple_of(1024) || command == Command::End {
             let p = self.progress;
             if let Some(f) = self.on_progress.as_mut() {
                 f(p);

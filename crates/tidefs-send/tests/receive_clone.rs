@@ -50,7 +50,13 @@ fn clones_from_a_held_snapshot_share_blocks_on_the_receiver() {
     sub.write(f, MIB, b"changed", &ROOT).unwrap();
     src_fs.create_snapshot("src", "s2").unwrap();
     let s2 = src_fs.snapshot("src", "s2").unwrap();
-    let stream = send_bytes(&src_fs, &s2, None, &[s1.clone()], StreamVersion::V1);
+    let stream = send_bytes(
+        &src_fs,
+        &s2,
+        None,
+        std::slice::from_ref(&s1),
+        StreamVersion::V1,
+    );
     let cloned: u64 = clone_commands(&stream).iter().map(|c| c.1).sum();
     assert!(
         cloned >= 8 * MIB - 4096,
