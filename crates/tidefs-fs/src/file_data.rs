@@ -267,9 +267,13 @@ impl Cx<'_, '_> {
         }
         let lo = offset / B;
         let hi = end.div_ceil(B);
-        let buf = self.read_blocks(inode.ino, lo, hi - lo)?;
+        let mut buf = self.read_blocks(inode.ino, lo, hi - lo)?;
+        // Trim in place: large reads are the common case and a second copy of them costs
+        // as much as the read.
         let skip = (offset - lo * B) as usize;
-        Ok(buf[skip..skip + (end - offset) as usize].to_vec())
+        buf.truncate(skip + (end - offset) as usize);
+        buf.drain(..skip);
+        Ok(buf)
     }
 
     /// Drops references to file blocks `[lo, hi)`; returns how many blocks were referenced.
