@@ -11,12 +11,20 @@ use std::process::Command;
 use send_common::{change, populate, Pool};
 
 fn sh(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(cmd).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn must(cmd: &str) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A mounted btrfs image, unmounted and detached on drop.
@@ -35,7 +43,11 @@ impl Btrfs {
         let img = dir.path().join("btrfs.img");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let ok = sh(&format!("truncate -s 512M {0} && mkfs.btrfs -q -f {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
+        let ok = sh(&format!(
+            "truncate -s 512M {0} && mkfs.btrfs -q -f {0} && mount -o loop {0} {1}",
+            img.display(),
+            mnt.display()
+        ));
         if !ok {
             eprintln!("skipping: loop mount of a btrfs image is not possible here");
             return None;
@@ -78,7 +90,11 @@ fn tidefs_streams_received_by_btrfs_give_the_same_tree() {
     std::fs::create_dir(&recv).unwrap();
     for (snap, parent, name) in [("home@s1", None, "s1"), ("home@s2", Some("home@s1"), "s2")] {
         let stream = a.send(snap, parent, &format!("{name}.stream"));
-        must(&format!("btrfs receive -q -f {} {}", stream.display(), recv.display()));
+        must(&format!(
+            "btrfs receive -q -f {} {}",
+            stream.display(),
+            recv.display()
+        ));
         let export = a.file(&format!("export-{name}"));
         a.ok(&["export", snap, export.to_str().unwrap()]);
         assert_eq!(listing(&export), listing(&recv.join(name)), "{snap}");
@@ -104,7 +120,10 @@ fn btrfs_streams_received_by_tidefs_give_the_same_tree() {
     let s1 = p.file("s1.stream");
     let s2 = p.file("s2.stream");
     must(&format!("btrfs -q send -f {} {m}/s1", s1.display()));
-    must(&format!("btrfs -q send -f {} -p {m}/s1 {m}/s2", s2.display()));
+    must(&format!(
+        "btrfs -q send -f {} -p {m}/s1 {m}/s2",
+        s2.display()
+    ));
     p.ok(&["receive", "dst", "-f", s1.to_str().unwrap()]);
     p.ok(&["receive", "dst", "-f", s2.to_str().unwrap()]);
     p.fsck_clean();

@@ -14,8 +14,17 @@ fn export_equal(a: &Pool, a_spec: &str, b: &Pool, b_spec: &str) {
     let _ = std::fs::remove_dir_all(&db);
     a.ok(&["export", a_spec, da.to_str().unwrap()]);
     b.ok(&["export", b_spec, db.to_str().unwrap()]);
-    let out = std::process::Command::new("diff").arg("-r").arg(&da).arg(&db).output().unwrap();
-    assert!(out.status.success(), "trees differ: {}", String::from_utf8_lossy(&out.stdout));
+    let out = std::process::Command::new("diff")
+        .arg("-r")
+        .arg(&da)
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trees differ: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -33,13 +42,25 @@ fn full_then_incremental_between_pools_and_dump_matches_btrfs() {
     export_equal(&a, "home@s2", &b, "copy@s2");
     b.fsck_clean();
     let list = b.ok(&["snapshot", "list", "copy", "--json"]);
-    assert!(list.contains("received_uuid") && !list.contains("\"received_uuid\": null"), "{list}");
+    assert!(
+        list.contains("received_uuid") && !list.contains("\"received_uuid\": null"),
+        "{list}"
+    );
     for s in [&s1, &s2] {
         assert_dump_matches_btrfs(&a, s);
     }
     // Version 1 streams too.
     let v1 = a.file("v1.stream");
-    a.ok(&["send", "home@s2", "-p", "home@s1", "--proto", "1", "-f", v1.to_str().unwrap()]);
+    a.ok(&[
+        "send",
+        "home@s2",
+        "-p",
+        "home@s1",
+        "--proto",
+        "1",
+        "-f",
+        v1.to_str().unwrap(),
+    ]);
     assert_dump_matches_btrfs(&a, &v1);
 }
 
@@ -101,7 +122,10 @@ fn crafted(body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 #[test]
 fn truncated_stream_is_refused_and_leaves_nothing() {
     let (_a, s) = valid_stream();
-    let err = refused(&s[..s.len() * 2 / 3], &["command", "byte offset", "truncated"]);
+    let err = refused(
+        &s[..s.len() * 2 / 3],
+        &["command", "byte offset", "truncated"],
+    );
     assert!(err.starts_with("tidefs: "), "{err}");
 }
 
@@ -123,7 +147,14 @@ fn unknown_command_is_refused() {
 fn wrong_version_is_refused() {
     let (_a, mut s) = valid_stream();
     s[13] = 9;
-    refused(&s, &["command 0", "byte offset 13", "unsupported stream version 9"]);
+    refused(
+        &s,
+        &[
+            "command 0",
+            "byte offset 13",
+            "unsupported stream version 9",
+        ],
+    );
 }
 
 #[test]
@@ -186,11 +217,17 @@ fn interrupted_transfer_resumes_where_it_stopped() {
     let cut = b.file("cut.stream");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = b.fails(&["receive", "-s", "dst", "-f", cut.to_str().unwrap()]);
-    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("--resume"),
+        "{err}"
+    );
     // The partial subvolume is marked and is not a snapshot.
     assert!(!b.ok(&["snapshot", "list", "dst"]).contains("dst@"));
     b.fsck_clean();
-    let token = b.ok(&["receive", "--resume-token", "dst"]).trim().to_string();
+    let token = b
+        .ok(&["receive", "--resume-token", "dst"])
+        .trim()
+        .to_string();
     assert!(err.contains(&token), "{err} vs {token}");
     // A fresh full stream is refused while the partial state is there.
     let refused = b.fails(&["receive", "dst", "-f", s1.to_str().unwrap()]);

@@ -23,7 +23,10 @@ fn report(verb: &str, stats: &CopyStats) {
         human_bytes(stats.bytes)
     );
     if stats.xattrs_skipped > 0 {
-        eprintln!("left behind {} xattrs outside user., trusted. and security.", stats.xattrs_skipped);
+        eprintln!(
+            "left behind {} xattrs outside user., trusted. and security.",
+            stats.xattrs_skipped
+        );
     }
 }
 

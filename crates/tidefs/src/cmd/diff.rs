@@ -31,7 +31,8 @@ pub fn run(pool: &Path, from: &str, to: &str, as_json: bool) -> Result<ExitCode>
                 Change::Added(p) => json!({"change": "added", "path": s(p)}),
                 Change::Removed(p) => json!({"change": "removed", "path": s(p)}),
                 Change::Modified(p) => json!({"change": "modified", "path": s(p)}),
-                Change::Renamed { from, to } => json!({"change": "renamed", "path": s(from), "to": s(to)}),
+                Change::Renamed { from, to } =>
+                    json!({"change": "renamed", "path": s(from), "to": s(to)}),
             })
             .collect::<Vec<_>>()));
         return Ok(ExitCode::SUCCESS);
@@ -43,7 +44,9 @@ pub fn run(pool: &Path, from: &str, to: &str, as_json: bool) -> Result<ExitCode>
             Change::Added(p) => out.write_all(&[b"+\t", p.as_slice(), b"\n"].concat())?,
             Change::Removed(p) => out.write_all(&[b"-\t", p.as_slice(), b"\n"].concat())?,
             Change::Modified(p) => out.write_all(&[b"M\t", p.as_slice(), b"\n"].concat())?,
-            Change::Renamed { from, to } => out.write_all(&[b"R\t", from.as_slice(), b" -> ", to.as_slice(), b"\n"].concat())?,
+            Change::Renamed { from, to } => {
+                out.write_all(&[b"R\t", from.as_slice(), b" -> ", to.as_slice(), b"\n"].concat())?
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use tidefs_send::receive::{abort, partial_token, receive, ReceiveOptions, ReceiveProgress};
-use tidefs_send::ReceiveError;
 use tidefs_send::tidefs_stream::{dump_stream, DumpTimeZone};
+use tidefs_send::ReceiveError;
 
 use crate::output::{human_bytes, progress};
 use crate::pool_arg::open_fs;
@@ -45,13 +45,19 @@ pub struct ReceiveArgs {
 
 pub fn run(pool: &Path, args: ReceiveArgs) -> Result<ExitCode> {
     let input: Box<dyn Read> = match &args.file {
-        Some(f) => Box::new(std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?),
+        Some(f) => {
+            Box::new(std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?)
+        }
         None => Box::new(std::io::stdin().lock()),
     };
     let input = BufReader::with_capacity(1 << 20, input);
     if args.dump {
         let stdout = std::io::stdout().lock();
-        dump_stream(input, std::io::BufWriter::new(stdout), DumpTimeZone::from_environment())?;
+        dump_stream(
+            input,
+            std::io::BufWriter::new(stdout),
+            DumpTimeZone::from_environment(),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let name = args.name.as_deref().expect("required");
@@ -74,9 +80,17 @@ pub fn run(pool: &Path, args: ReceiveArgs) -> Result<ExitCode> {
         force: args.force,
         ..ReceiveOptions::default()
     };
-    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { progress(None, "receiving") };
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(None, "receiving")
+    };
     let mut on_progress = |p: ReceiveProgress| {
-        bar.set_message(format!("receiving: {} commands, {}", p.commands, human_bytes(p.bytes)));
+        bar.set_message(format!(
+            "receiving: {} commands, {}",
+            p.commands,
+            human_bytes(p.bytes)
+        ));
         bar.set_position(p.commands);
     };
     let result = receive(&fs, name, input, &opts, &mut on_progress);

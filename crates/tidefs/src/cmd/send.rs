@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use tidefs_fs::{Fs, Subvol};
-use tidefs_send::{send_stream, stream_uuid, ResumeToken, SendRequest, StreamProgress};
 use tidefs_send::tidefs_stream::StreamVersion;
+use tidefs_send::{send_stream, stream_uuid, ResumeToken, SendRequest, StreamProgress};
 
 use crate::output::{human_bytes, progress};
 use crate::pool_arg::open_fs;
@@ -42,7 +42,8 @@ pub struct SendArgs {
 
 fn snapshot(fs: &Fs, spec: &str) -> Result<Subvol> {
     let (name, snap) = SubvolSpec::parse_snapshot(spec)?;
-    fs.snapshot(&name, &snap).with_context(|| format!("snapshot {spec}"))
+    fs.snapshot(&name, &snap)
+        .with_context(|| format!("snapshot {spec}"))
 }
 
 /// The snapshot whose stream identity is (`uuid`, `ctransid`).
@@ -73,17 +74,26 @@ pub fn run(pool: &Path, args: SendArgs) -> Result<ExitCode> {
                 Some((u, c)) => Some(by_stream_uuid(&fs, &u, c).context("resuming: the parent")?),
                 None => None,
             };
-            let version = StreamVersion::from_u32(t.version).context("resume token names an unknown stream version")?;
+            let version = StreamVersion::from_u32(t.version)
+                .context("resume token names an unknown stream version")?;
             (snap, parent, version, Some(t.applied))
         }
         None => {
             let snap = snapshot(&fs, args.snapshot.as_deref().expect("required"))?;
-            let parent = args.parent.as_deref().map(|p| snapshot(&fs, p)).transpose()?;
+            let parent = args
+                .parent
+                .as_deref()
+                .map(|p| snapshot(&fs, p))
+                .transpose()?;
             let version = StreamVersion::from_u32(args.proto).expect("range checked");
             (snap, parent, version, None)
         }
     };
-    let clone_sources = args.clone_sources.iter().map(|c| snapshot(&fs, c)).collect::<Result<Vec<_>>>()?;
+    let clone_sources = args
+        .clone_sources
+        .iter()
+        .map(|c| snapshot(&fs, c))
+        .collect::<Result<Vec<_>>>()?;
     let req = SendRequest {
         fs: &fs,
         snapshot: snap,
@@ -92,13 +102,23 @@ pub fn run(pool: &Path, args: SendArgs) -> Result<ExitCode> {
         version,
     };
     let out: Box<dyn Write> = match &args.file {
-        Some(f) => Box::new(std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?),
+        Some(f) => {
+            Box::new(std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let out = BufWriter::with_capacity(1 << 20, out);
-    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { progress(None, "sending") };
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(None, "sending")
+    };
     let mut on_progress = |p: StreamProgress| {
-        bar.set_message(format!("sending: {} commands, {}", p.commands, human_bytes(p.bytes)));
+        bar.set_message(format!(
+            "sending: {} commands, {}",
+            p.commands,
+            human_bytes(p.bytes)
+        ));
         bar.set_position(p.commands);
     };
     let (summary, mut out) = send_stream(&req, out, resume_after, Some(&mut on_progress))?;

@@ -34,7 +34,11 @@ impl Pool {
 
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "tidefs {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tidefs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -43,7 +47,11 @@ impl Pool {
         let out = self.run(args);
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(1), "tidefs {args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err:?}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "error is not one line: {err:?}"
+        );
         err
     }
 
@@ -78,7 +86,11 @@ pub fn btrfs_dump(stream: &Path) -> Option<String> {
         .env("TZ", "UTC")
         .output()
         .ok()?;
-    assert!(out.status.success(), "btrfs receive --dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "btrfs receive --dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -99,7 +111,10 @@ pub fn populate(p: &Pool) {
     p.put(b"hello\n", "home:/docs/hello.txt");
     p.put(&vec![b'z'; 200_000], "home:/docs/deep/big.bin");
     for i in 0..40 {
-        p.put(format!("file {i}\n").as_bytes(), &format!("home:/docs/f{i}"));
+        p.put(
+            format!("file {i}\n").as_bytes(),
+            &format!("home:/docs/f{i}"),
+        );
     }
     p.ok(&["snapshot", "create", "home@s1"]);
 }
