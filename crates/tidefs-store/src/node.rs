@@ -25,7 +25,7 @@
 //! In an internal node, entry i's key is the lowest key of child i's subtree (child 0 also
 //! holds anything lower) and its value is the child's [`BlockRef`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::bref::{le_u16, le_u32, le_u64, BlockRef, Extent, TreeInfo};
 use crate::error::{Result, StoreError};
@@ -93,11 +93,25 @@ pub(crate) struct Node {
     /// Internal nodes of a transaction: children edited and not yet written, parallel to
     /// `slots` (empty for leaves and for nodes that have none).
     dirty_children: Vec<Option<Arc<Node>>>,
+    /// Clean internal nodes: children already loaded, so a descent skips the node cache.
+    /// Weak, so the node cache alone decides what stays in memory.
+    child_cache: ChildCache,
     /// First 8 key bytes of each entry as a big-endian number: binary search compares these
     /// and touches a key's bytes only on a tie, which keeps searches to few cache lines.
     prefixes: Vec<u64>,
     heap: Vec<u8>,
     used_bytes: usize,
+}
+
+/// Loaded children of a clean node. Cloning a node (to edit it) leaves the copy without
+/// one, since an edited node's entries move.
+#[derive(Default)]
+pub(crate) struct ChildCache(Box<[OnceLock<Weak<Node>>]>);
+
+impl Clone for ChildCache {
+    fn clone(&self) -> Self {
+        ChildCache::default()
+    }
 }
 
 fn key_prefix(key: &[u8]) -> u64 {
@@ -123,6 +137,7 @@ impl Node {
             owner,
             slots: Vec::new(),
             dirty_children: Vec::new(),
+            child_cache: ChildCache::default(),
             prefixes: Vec::new(),
             heap: Vec::new(),
             used_bytes: 0,
@@ -234,6 +249,27 @@ impl Node {
 
     pub fn dirty_child(&self, i: usize) -> Option<&Arc<Node>> {
         self.dirty_children.get(i).and_then(Option::as_ref)
+    }
+
+    /// Child i of a clean node if it was loaded before and is still in memory.
+    pub fn cached_child(&self, i: usize) -> Option<Arc<Node>> {
+        if self.child_cache.0.len() != self.slots.len() {
+            return None;
+        }
+        self.child_cache.0[i].get().and_then(Weak::upgrade)
+    }
+
+    /// Gives a node that just became clean an empty cache of loaded children.
+    pub fn reset_child_cache(&mut self) {
+        self.child_cache = ChildCache((0..self.slots.len()).map(|_| OnceLock::new()).collect());
+    }
+
+    /// Remembers child i of a clean node (first one wins; a dead entry stays dead and the
+    /// node cache serves that child from then on).
+    pub fn remember_child(&self, i: usize, child: &Arc<Node>) {
+        if self.child_cache.0.len() == self.slots.len() {
+            let _ = self.child_cache.0[i].set(Arc::downgrade(child));
+        }
     }
 
     pub fn dirty_child_mut(&mut self, i: usize) -> Option<&mut Arc<Node>> {
@@ -524,6 +560,9 @@ impl Node {
                 "entries use {} bytes, header says {used}",
                 p - NODE_HEADER_BYTES
             )));
+        }
+        if level > 0 {
+            node.reset_child_cache();
         }
         Ok(node)
     }

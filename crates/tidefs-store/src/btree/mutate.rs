@@ -374,27 +374,46 @@ impl Mutator<'_> {
         Ok(())
     }
 
-    fn write_node(&mut self, mut node: Arc<Node>, writer: &mut BatchWriter) -> Result<BlockRef> {
+    fn write_node(&mut self, node: Arc<Node>, writer: &mut BatchWriter) -> Result<BlockRef> {
+        self.write_node_keep(node, writer).map(|(r, _)| r)
+    }
+
+    /// Writes a node (children first) and returns its bref and the clean node, which the
+    /// parent remembers so later descents skip the node cache.
+    fn write_node_keep(
+        &mut self,
+        mut node: Arc<Node>,
+        writer: &mut BatchWriter,
+    ) -> Result<(BlockRef, Arc<Node>)> {
         let n = Arc::make_mut(&mut node);
+        let mut written = Vec::new();
         for i in 0..n.len() {
             if let Some(child) = n.take_dirty_child(i) {
-                let r = self.write_node(child, writer)?;
+                let (r, clean) = self.write_node_keep(child, writer)?;
                 n.set_clean_child(i, r);
+                written.push((i, clean));
             }
         }
         n.tid = self.tid;
+        if !n.is_leaf() {
+            n.reset_child_cache();
+            for (i, clean) in &written {
+                n.remember_child(*i, clean);
+            }
+        }
         let block = self.space.alloc(NODE_BLOCKS)?;
         self.io.forget(block);
         let mut buf = vec![0u8; crate::layout::NODE_BYTES];
         n.encode(&mut buf);
         let checksum = crate::node::node_checksum(&buf);
         writer.write(block, &buf)?;
-        self.io.remember(block, checksum, node);
-        Ok(BlockRef {
+        self.io.remember(block, checksum, node.clone());
+        let r = BlockRef {
             block,
             checksum,
             modify_tid: self.tid,
-        })
+        };
+        Ok((r, node))
     }
 }
 

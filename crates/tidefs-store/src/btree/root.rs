@@ -35,10 +35,15 @@ impl Root {
 
 /// Child `i` of an internal node, loaded if needed.
 pub(crate) fn child(io: &NodeIo, node: &Node, i: usize) -> Result<Arc<Node>> {
-    match node.dirty_child(i) {
-        Some(c) => Ok(c.clone()),
-        None => io.load(node.child_ref(i), Some(node.level - 1)),
+    if let Some(c) = node.dirty_child(i) {
+        return Ok(c.clone());
     }
+    if let Some(c) = node.cached_child(i) {
+        return Ok(c);
+    }
+    let c = io.load(node.child_ref(i), Some(node.level - 1))?;
+    node.remember_child(i, &c);
+    Ok(c)
 }
 
 /// Whether two children are certainly the same subtree (same block or same edited node).
