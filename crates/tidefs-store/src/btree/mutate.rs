@@ -88,8 +88,10 @@ impl Mutator<'_> {
                 self.drop_ref_block(e.block)?;
             }
             HeldRef::Node(r) => {
-                let node = self.io.load(r, level)?;
+                // Only a node whose last reference goes is read: a node still shared keeps
+                // its children, so deleting a snapshot reads just its exclusive part.
                 if self.drop_ref_block(r.block)? {
+                    let node = self.io.load(r, level)?;
                     self.release_entries(&node)?;
                 }
             }
