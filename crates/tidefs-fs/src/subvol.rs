@@ -92,10 +92,14 @@ impl Subvol {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
+    /// Whether an inode is open. Asked inside the operation (writer lock, then open table;
+    /// nothing takes them the other way round), so the table is never copied.
     fn is_open_fn(&self) -> impl Fn(u64) -> bool + '_ {
-        let opens = self.shared.opens.lock().expect("open table").clone();
         let tree = self.info.tree;
-        move |ino| opens.get(&(tree, ino)).is_some_and(|&n| n > 0)
+        move |ino| {
+            let opens = self.shared.opens.lock().expect("open table");
+            opens.get(&(tree, ino)).is_some_and(|&n| n > 0)
+        }
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Inode> {
