@@ -420,6 +420,30 @@ pub fn receive<R: Read>(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Stream commands applied per store batch.
+const RECEIVE_BATCH_COMMANDS: usize = 4096;
+
+/// Stream bytes (about) read ahead per batch.
+const RECEIVE_BATCH_BYTES: usize = 32 << 20;
+
+/// A command read ahead, with where it was in the stream (for error messages).
+struct Positioned {
+    stream: u64,
+    command: u64,
+    offset: u64,
+    c: Command,
+}
+
+/// About how much memory a command read ahead holds.
+fn command_bytes(c: &Command) -> usize {
+    match c {
+        Command::Write { data, .. }
+        | Command::EncodedWrite { data, .. }
+        | Command::SetXattr { data, .. } => data.len() + 64,
+        _ => 64,
+    }
+}
+
 fn apply_body<R: Read>(
     fs: &Fs,
     target: &Subvol,
@@ -432,44 +456,79 @@ fn apply_body<R: Read>(
 ) -> Result<(), ReceiveError> {
     let mut applier = Applier::new(fs, target.clone(), uuid);
     let mut since_checkpoint = 0u64;
+    // Commands are read ahead, then applied in a batch: one savepoint per batch instead
+    // of one per file system operation (the receive is all-or-nothing anyway: a failure
+    // anywhere makes the caller discard the whole partial subvolume). Reading happens
+    // outside the batch, so a slow stream never holds the pool's writer.
+    let mut ahead: Vec<Positioned> = Vec::new();
+    let mut stream_ended = false;
+    // Where the stream broke off; the commands read before it are still applied.
+    let mut cut: Option<ReceiveError> = None;
     loop {
-        let offset = reader.bytes_read();
-        let c = match reader.next_command() {
-            Ok(Some(c)) => c,
-            Ok(None) => return Err(target_err("the stream ended without END")),
-            Err(e) => {
+        let mut bytes: usize = ahead.iter().map(|p| command_bytes(&p.c)).sum();
+        while !stream_ended
+            && cut.is_none()
+            && ahead.len() < RECEIVE_BATCH_COMMANDS
+            && bytes < RECEIVE_BATCH_BYTES
+        {
+            let offset = reader.bytes_read();
+            match reader.next_command() {
+                Ok(Some(Command::End)) => stream_ended = true,
+                Ok(Some(c)) => {
+                    bytes += command_bytes(&c);
+                    ahead.push(Positioned {
+                        stream: reader.stream_number(),
+                        command: reader.command_number(),
+                        offset,
+                        c,
+                    });
+                }
+                Ok(None) => cut = Some(target_err("the stream ended without END")),
+                Err(e) => cut = Some(e.into()),
+            }
+        }
+        let batch = std::mem::take(&mut ahead);
+        let broke_off = cut.is_some();
+        let checkpoint = fs.pool().batch(|| -> Result<bool, ReceiveError> {
+            let mut rest = batch.into_iter();
+            while let Some(p) = rest.next() {
+                let name = p.c.command_type().name();
+                let position = |what: String| ReceiveError::Apply {
+                    stream: p.stream,
+                    command: p.command,
+                    name,
+                    offset: p.offset,
+                    what,
+                };
+                if matches!(&p.c, Command::SetXattr { name: x, .. } if x == RESUME_MARKER_XATTR) {
+                    return Err(position(
+                        "a resumed stream, but this subvolume holds no partial receive of it"
+                            .into(),
+                    ));
+                }
+                applier.apply(p.c).map_err(|e| position(e.0))?;
+                *applied += 1;
+                since_checkpoint += 1;
+                if (*applied).is_multiple_of(1024) {
+                    on_progress(ReceiveProgress {
+                        commands: *applied,
+                        bytes: reader.bytes_read(),
+                    });
+                }
+                if opts.resumable && since_checkpoint >= opts.checkpoint_commands {
+                    applier.flush().map_err(|e| position(e.0))?;
+                    ahead.extend(rest);
+                    return Ok(true);
+                }
+            }
+            if broke_off {
                 // Keep what the commands before the cut held back.
                 applier.flush().map_err(|a| target_err(a.0))?;
-                return Err(e.into());
             }
-        };
-        if c == Command::End {
-            break;
-        }
-        let name = c.command_type().name();
-        let position = |what: String| ReceiveError::Apply {
-            stream: reader.stream_number(),
-            command: reader.command_number(),
-            name,
-            offset,
-            what,
-        };
-        if matches!(&c, Command::SetXattr { name: x, .. } if x == RESUME_MARKER_XATTR) {
-            return Err(position(
-                "a resumed stream, but this subvolume holds no partial receive of it".into(),
-            ));
-        }
-        applier.apply(c).map_err(|e| position(e.0))?;
-        *applied += 1;
-        since_checkpoint += 1;
-        if (*applied).is_multiple_of(1024) {
-            on_progress(ReceiveProgress {
-                commands: *applied,
-                bytes: reader.bytes_read(),
-            });
-        }
-        if opts.resumable && since_checkpoint >= opts.checkpoint_commands {
-            applier.flush().map_err(|e| position(e.0))?;
+            Ok(false)
+        })?;
+        if checkpoint {
+            // Outside the batch: a checkpoint commits.
             let token = token_of(*applied);
             fs.set_metadata(
                 target.info().id,
@@ -478,6 +537,13 @@ fn apply_body<R: Read>(
             )?;
             fs.fsync()?;
             since_checkpoint = 0;
+            continue;
+        }
+        if let Some(e) = cut {
+            return Err(e);
+        }
+        if stream_ended {
+            break;
         }
     }
     applier.flush().map_err(|e| target_err(e.0))?;

@@ -12,12 +12,13 @@
 //! longer matches anything on disk, so it refuses further work until reopened, and the
 //! reopened pool is exactly the last committed state.
 
+use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard, RwLock};
 
 use crate::btree::root::Root;
 use crate::device::{BlockDevice, FileDevice};
@@ -28,7 +29,7 @@ use crate::node_io::{NodeIo, NODE_CACHE_BYTES_DEFAULT};
 use crate::read_txn::{Committed, ReadTxn};
 use crate::space_map::{FreedRun, SpaceMap, SpaceUsage};
 use crate::superblock::Superblock;
-use crate::txn::{TxnState, WriteTxn};
+use crate::txn::{Savepoint, TxnState, WriteTxn};
 
 /// Name of the data file inside a pool directory.
 pub const POOL_FILE_NAME: &str = "pool.img";
@@ -76,11 +77,27 @@ struct Writer {
     /// Runs freed by committed transactions, waiting for readers to move on.
     pending: Vec<FreedRun>,
     sb: Superblock,
+    /// Set while [`Pool::batch`] runs.
+    batch: Option<OpenBatch>,
 }
+
+/// A batch in progress: one savepoint for all of its changes.
+struct OpenBatch {
+    saved: Savepoint,
+    /// An operation of the batch failed (its half-done changes are still in the
+    /// transaction), so the batch can only be rolled back.
+    failed: bool,
+}
+
+/// The writer's state behind a re-entrant lock: the operations inside a [`Pool::batch`]
+/// run on the batch's thread and take the lock again. The `RefCell` is only ever
+/// borrowed by one call at a time on that thread (no write closure calls back into the
+/// writer's own methods).
+type WriterCell = ReentrantMutex<RefCell<Writer>>;
 
 pub(crate) struct Shared {
     pub io: Arc<NodeIo>,
-    writer: Mutex<Writer>,
+    writer: WriterCell,
     committed: RwLock<Arc<Committed>>,
     readers: Mutex<BTreeMap<Tid, usize>>,
     failed: Mutex<Option<String>>,
@@ -88,9 +105,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The writer's space map, locked (the writer waits meanwhile).
-    pub(crate) fn writer_space(&self) -> parking_lot::MappedMutexGuard<'_, SpaceMap> {
-        parking_lot::MutexGuard::map(self.writer.lock(), |w| &mut w.space)
+    /// Runs `f` on the writer's space map, locked (the writer waits meanwhile).
+    pub(crate) fn with_writer_space<T>(&self, f: impl FnOnce(&mut SpaceMap) -> T) -> T {
+        let guard = self.writer.lock();
+        let mut w = guard.borrow_mut();
+        f(&mut w.space)
+    }
+
+    fn lock_writer(&self) -> ReentrantMutexGuard<'_, RefCell<Writer>> {
+        self.writer.lock()
     }
 
     pub(crate) fn unregister_reader(&self, tid: Tid) {
@@ -205,11 +228,12 @@ impl Pool {
             space,
             pending: Vec::new(),
             sb,
+            batch: None,
         };
         Ok(Pool {
             shared: Arc::new(Shared {
                 io: Arc::new(NodeIo::new(device, opts.cache_bytes)),
-                writer: Mutex::new(writer),
+                writer: ReentrantMutex::new(RefCell::new(writer)),
                 committed: RwLock::new(Arc::new(committed)),
                 readers: Mutex::new(BTreeMap::new()),
                 failed: Mutex::new(None),
@@ -296,8 +320,12 @@ impl Pool {
         E: From<StoreError>,
     {
         self.check_failed()?;
-        let mut guard = self.shared.writer.lock();
-        let w = &mut *guard;
+        let guard = self.shared.lock_writer();
+        let mut cell = guard.borrow_mut();
+        let w = &mut *cell;
+        if w.batch.is_some() {
+            return self.write_in_batch(w, f);
+        }
         let saved = w.txn.savepoint();
         w.space.begin_savepoint();
         let mut result = {
@@ -335,12 +363,141 @@ impl Pool {
         }
     }
 
+    /// One operation of a batch: no savepoint of its own (that is what makes a batch
+    /// cheap: the first change of each operation no longer copies the dirty node path).
+    /// A failure leaves its half-done changes behind, so it fails the batch.
+    fn write_in_batch<T, E>(
+        &self,
+        w: &mut Writer,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let batch = w.batch.as_mut().expect("inside a batch");
+        if batch.failed {
+            return Err(StoreError::Invalid(
+                "an earlier operation of this batch failed; the batch will be rolled back".into(),
+            )
+            .into());
+        }
+        let result = f(&mut WriteTxn {
+            state: &mut w.txn,
+            space: &mut w.space,
+            io: &self.shared.io,
+        });
+        if result.is_err() {
+            w.batch.as_mut().expect("inside a batch").failed = true;
+        }
+        result
+    }
+
+    /// Runs `f`, whose [`Pool::write`] calls (on this thread) form one all-or-nothing unit
+    /// sharing a single savepoint: if `f` or any of them fails, every change of the batch
+    /// is undone. Much cheaper than separate writes for long runs of small changes
+    /// (receive, import). Other threads' writes and commits wait until the batch ends;
+    /// [`Pool::commit`] inside a batch is refused. A batch inside a batch joins it.
+    pub fn batch<T, E>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.check_failed()?;
+        let guard = self.shared.lock_writer();
+        {
+            let mut w = guard.borrow_mut();
+            if w.batch.is_some() {
+                drop(w);
+                return f();
+            }
+            let saved = w.txn.savepoint();
+            w.space.begin_savepoint();
+            w.batch = Some(OpenBatch {
+                saved,
+                failed: false,
+            });
+        }
+        // Rolls the batch back if `f` panics, so the writer is never left inside a batch.
+        struct Unwind<'a> {
+            pool: &'a Pool,
+            cell: &'a RefCell<Writer>,
+            armed: bool,
+        }
+        impl Drop for Unwind<'_> {
+            fn drop(&mut self) {
+                if self.armed {
+                    let _ = self.pool.end_batch(&mut self.cell.borrow_mut(), false);
+                }
+            }
+        }
+        let mut unwind = Unwind {
+            pool: self,
+            cell: &guard,
+            armed: true,
+        };
+        let result = f();
+        unwind.armed = false;
+        let mut w = guard.borrow_mut();
+        match result {
+            Ok(v) => match self.end_batch(&mut w, true) {
+                Ok(()) => Ok(v),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => {
+                let _ = self.end_batch(&mut w, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the open batch: keeps it if `keep` and nothing in it failed and the pool has
+    /// room for its commit; otherwise undoes all of it.
+    fn end_batch(&self, w: &mut RefMut<'_, Writer>, keep: bool) -> Result<()> {
+        let batch = w.batch.take().expect("inside a batch");
+        let mut outcome = Ok(());
+        if batch.failed {
+            outcome = Err(StoreError::Invalid(
+                "an operation of the batch failed, so the batch was rolled back".into(),
+            ));
+        } else if keep {
+            let needed = w.txn.commit_blocks_estimate();
+            let free = w.space.allocatable_blocks();
+            if needed > free {
+                outcome = Err(StoreError::NoSpace {
+                    needed_blocks: needed,
+                    free_blocks: free,
+                });
+            }
+        }
+        if keep && outcome.is_ok() {
+            w.space.end_savepoint();
+            w.txn.keep();
+            return Ok(());
+        }
+        if let Err(undo) = w.space.rollback() {
+            self.fail(format!("undoing a failed batch: {undo}"));
+        }
+        w.txn.rollback(batch.saved);
+        if !keep {
+            return Ok(());
+        }
+        outcome
+    }
+
     /// Commits the open transaction now: when this returns, everything written before it is
     /// durable. Returns the committed tid (the current one if there was nothing to commit).
     pub fn commit(&self) -> Result<Tid> {
         self.check_failed()?;
-        let mut guard = self.shared.writer.lock();
-        let w = &mut *guard;
+        let guard = self.shared.lock_writer();
+        let mut cell = guard.borrow_mut();
+        let w = &mut *cell;
+        if w.batch.is_some() {
+            return Err(StoreError::Invalid(
+                "commit inside a batch (the batch would no longer be atomic)".into(),
+            ));
+        }
         if !w.txn.changed {
             return Ok(Tid(w.txn.tid.0 - 1));
         }
@@ -453,9 +610,11 @@ impl Pool {
     /// the view was taken is the one thing it can observe changing; layers above never
     /// rewrite such extents in place.
     pub fn read_latest(&self) -> ReadTxn {
-        let w = self.shared.writer.lock();
+        let guard = self.shared.lock_writer();
+        let w = guard.borrow();
         if !w.txn.changed {
             drop(w);
+            drop(guard);
             return self.read();
         }
         let overlay = w
@@ -472,6 +631,7 @@ impl Pool {
         let root_tree = w.txn.root_tree.clone();
         drop(readers);
         drop(w);
+        drop(guard);
         ReadTxn {
             shared: self.shared.clone(),
             committed: Arc::new(Committed {
@@ -489,23 +649,24 @@ impl Pool {
 
     /// Whether the open transaction holds changes.
     pub fn has_uncommitted(&self) -> bool {
-        self.shared.writer.lock().txn.changed
+        self.shared.lock_writer().borrow().txn.changed
     }
 
     /// About how many bytes the next commit will write.
     pub fn uncommitted_bytes(&self) -> u64 {
-        let w = self.shared.writer.lock();
+        let guard = self.shared.lock_writer();
+        let w = guard.borrow();
         w.txn.dirty_nodes * crate::layout::NODE_BYTES as u64 + w.txn.fresh_bytes
     }
 
     /// Space figures as of the open transaction.
     pub fn usage(&self) -> SpaceUsage {
-        self.shared.writer.lock().space.usage()
+        self.shared.lock_writer().borrow().space.usage()
     }
 
     /// The pool's UUID.
     pub fn uuid(&self) -> [u8; 16] {
-        self.shared.writer.lock().sb.pool_uuid
+        self.shared.lock_writer().borrow().sb.pool_uuid
     }
 
     /// Why the pool stopped, if a write failed.

@@ -65,15 +65,16 @@ impl Pool {
     pub fn tree_space(&self, tree: TreeId) -> Result<TreeSpace> {
         self.commit()?;
         let info = self.read().tree_info(tree)?;
-        let mut guard = self.shared.writer_space();
-        let mut walk = Walk {
-            io: &self.shared.io,
-            space: &mut guard,
-            result: TreeSpace::default(),
-        };
-        if let Some(root) = info.root {
-            walk.node(root, info.root_level, false)?;
-        }
-        Ok(walk.result)
+        self.shared.with_writer_space(|space| {
+            let mut walk = Walk {
+                io: &self.shared.io,
+                space,
+                result: TreeSpace::default(),
+            };
+            if let Some(root) = info.root {
+                walk.node(root, info.root_level, false)?;
+            }
+            Ok(walk.result)
+        })
     }
 }

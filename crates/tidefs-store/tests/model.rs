@@ -277,6 +277,79 @@ fn run(seed: u64, steps: usize) {
                     h.read_only.insert(tree, false);
                 }
             }
+            790..=859 if !writable.is_empty() => {
+                // A batch: several write calls sharing one savepoint. One of them may
+                // fail (the caller even carries on), or the batch itself may give up;
+                // either way none of the batch remains.
+                let tree = writable[rng.gen_range(0..writable.len())];
+                let calls: Vec<Vec<(bool, Vec<u8>, Vec<u8>)>> = (0..rng.gen_range(1..12))
+                    .map(|_| {
+                        (0..rng.gen_range(1..30))
+                            .map(|_| (rng.gen_bool(0.7), key(&mut rng, space), value(&mut rng)))
+                            .collect()
+                    })
+                    .collect();
+                let failing_call = rng.gen_bool(0.15).then(|| rng.gen_range(0..calls.len()));
+                let give_up = rng.gen_bool(0.1);
+                let before = h.live[&tree].clone();
+                let pool = h.pool().clone();
+                let outcome = pool.batch(|| -> Result<(), StoreError> {
+                    for (i, ops) in calls.iter().enumerate() {
+                        let r = pool.write(|t| -> Result<(), StoreError> {
+                            for (ins, k, v) in ops {
+                                if *ins {
+                                    t.insert(tree, k, v)?;
+                                } else {
+                                    t.remove(tree, k)?;
+                                }
+                            }
+                            if failing_call == Some(i) {
+                                return Err(StoreError::Invalid("doomed call".into()));
+                            }
+                            Ok(())
+                        });
+                        if failing_call == Some(i) {
+                            assert!(r.is_err());
+                            // Later calls of a failed batch are refused.
+                            assert!(pool.write(|t| t.insert(tree, b"k", b"v")).is_err());
+                        } else if failing_call.is_none_or(|f| i < f) {
+                            r.unwrap();
+                        }
+                    }
+                    // Reads inside the batch see it; commits are refused.
+                    if failing_call.is_none() {
+                        let mut want = before.clone();
+                        for (ins, k, v) in calls.iter().flatten() {
+                            if *ins {
+                                want.insert(k.clone(), v.clone());
+                            } else {
+                                want.remove(k);
+                            }
+                        }
+                        let n = pool.read_latest().tree(tree)?.range(..)?.count();
+                        assert_eq!(n, want.len(), "step {step}: read inside a batch");
+                    }
+                    assert!(pool.commit().is_err(), "commit inside a batch");
+                    if give_up {
+                        return Err(StoreError::Invalid("give up".into()));
+                    }
+                    Ok(())
+                });
+                if failing_call.is_none() && !give_up {
+                    outcome.unwrap();
+                    let model = h.live.get_mut(&tree).unwrap();
+                    for (ins, k, v) in calls.into_iter().flatten() {
+                        if ins {
+                            model.insert(k, v);
+                        } else {
+                            model.remove(&k);
+                        }
+                    }
+                } else {
+                    assert!(outcome.is_err(), "step {step}: a failed batch must fail");
+                }
+                h.check_tree(tree);
+            }
             _ => {}
         }
     }
