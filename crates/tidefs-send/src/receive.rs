@@ -419,7 +419,6 @@ pub fn receive<R: Read>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Stream commands applied per store batch.
 const RECEIVE_BATCH_COMMANDS: usize = 4096;
 
@@ -444,6 +443,7 @@ fn command_bytes(c: &Command) -> usize {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply_body<R: Read>(
     fs: &Fs,
     target: &Subvol,
