@@ -89,6 +89,9 @@ impl Harness {
     }
 }
 
+/// (insert?, key, value)
+type Change = (bool, Vec<u8>, Vec<u8>);
+
 fn run(seed: u64, steps: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let device = Arc::new(MemDevice::new());
@@ -282,7 +285,7 @@ fn run(seed: u64, steps: usize) {
                 // fail (the caller even carries on), or the batch itself may give up;
                 // either way none of the batch remains.
                 let tree = writable[rng.gen_range(0..writable.len())];
-                let calls: Vec<Vec<(bool, Vec<u8>, Vec<u8>)>> = (0..rng.gen_range(1..12))
+                let calls: Vec<Vec<Change>> = (0..rng.gen_range(1..12))
                     .map(|_| {
                         (0..rng.gen_range(1..30))
                             .map(|_| (rng.gen_bool(0.7), key(&mut rng, space), value(&mut rng)))
