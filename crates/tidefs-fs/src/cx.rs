@@ -76,13 +76,8 @@ impl<'a> Txn<'_, 'a> {
         self.writer()?.alloc_extent(blocks)
     }
 
-    pub fn write_extent(
-        &mut self,
-        extent: Extent,
-        offset: u64,
-        data: &[u8],
-    ) -> tidefs_store::Result<()> {
-        self.writer()?.write_extent(extent, offset, data)
+    pub fn write_extents(&mut self, writes: &[(Extent, &[u8])]) -> tidefs_store::Result<()> {
+        self.writer()?.write_extents(writes)
     }
 
     /// The tid changes made now will commit with.

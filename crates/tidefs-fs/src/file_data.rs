@@ -311,10 +311,15 @@ impl Cx<'_, '_> {
         let n = buf.len() as u64 / B;
         inode.blocks -= self.cut_blocks(inode.ino, lo, lo + n)?;
         let chunk_bytes = EXTENT_RECORD_BLOCKS_MAX as usize * DATA_BLOCK_BYTES;
-        for (i, chunk) in buf.chunks(chunk_bytes).enumerate() {
+        let mut writes = Vec::with_capacity(buf.len().div_ceil(chunk_bytes));
+        for chunk in buf.chunks(chunk_bytes) {
             let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
-            let extent = self.t.alloc_extent(blocks)?;
-            self.t.write_extent(extent, 0, chunk)?;
+            writes.push((self.t.alloc_extent(blocks)?, chunk));
+        }
+        // All at once: the store may write big batches in parallel.
+        self.t.write_extents(&writes)?;
+        for (i, &(extent, chunk)) in writes.iter().enumerate() {
+            let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
             let rec = BlockRec {
                 start: lo + (i * chunk_bytes / DATA_BLOCK_BYTES) as u64,
                 len: u64::from(blocks),
@@ -329,8 +334,29 @@ impl Cx<'_, '_> {
     }
 
     /// Writes `data` at byte `offset` as blocks: partial first and last blocks are merged
-    /// with their current contents.
+    /// with their current contents; whole blocks go to the store straight from `data`.
     fn write_blocks(&mut self, inode: &mut Inode, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        let first_whole = offset.div_ceil(B);
+        let whole_end = end / B;
+        if whole_end <= first_whole {
+            return self.write_blocks_merged(inode, offset, data);
+        }
+        let (head, rest) = data.split_at((first_whole * B - offset) as usize);
+        let (middle, tail) = rest.split_at(((whole_end - first_whole) * B) as usize);
+        if !head.is_empty() {
+            self.write_blocks_merged(inode, offset, head)?;
+        }
+        self.write_new_blocks(inode, first_whole, middle)?;
+        if !tail.is_empty() {
+            self.write_blocks_merged(inode, whole_end * B, tail)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::write_blocks`] through a block-aligned copy: for writes within a block or
+    /// two.
+    fn write_blocks_merged(&mut self, inode: &mut Inode, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
         let lo = offset / B;
         let hi = end.div_ceil(B);

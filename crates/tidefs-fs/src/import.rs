@@ -19,12 +19,11 @@ use crate::clock::Timespec;
 use crate::cx::Cx;
 use crate::dir::check_name;
 use crate::error::{FsError, Result};
-use crate::host::{
-    io_err, lstat, read_small_file, read_xattrs, stat_at, HostMeta, Xattrs, COPY_CHUNK_BYTES,
-};
+use crate::host::{io_err, lstat, read_small_file, read_xattrs, stat_at, HostMeta, Xattrs};
 use crate::inode::{FileKind, Inode, NewInode, ROOT_INO};
 use crate::subvol::Subvol;
 use crate::xattr::check_xattr_name;
+use tidefs_store::AlignedBuf;
 
 /// Files up to this size are read by the walker and inserted with their batch; bigger
 /// ones are streamed with holes preserved.
@@ -307,6 +306,8 @@ impl Importer<'_> {
     }
 
     /// Streams a big file's data segments (holes stay holes), one store call per chunk.
+    /// A reader thread fills the next chunks while this one writes, so reading the host
+    /// file overlaps with writing the pool.
     fn copy_big_file(
         &mut self,
         ino: u64,
@@ -314,40 +315,34 @@ impl Importer<'_> {
         meta: &HostMeta,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<()> {
-        use rustix::fs::SeekFrom;
         let file = std::fs::File::open(path).map_err(|e| FsError::host("open", path, e))?;
-        let fd = file.as_fd();
-        let mut at = 0u64;
-        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
-        while at < meta.size {
-            let start = match rustix::fs::seek(fd, SeekFrom::Data(at)) {
-                Ok(s) => s,
-                Err(rustix::io::Errno::NXIO) => break, // only a hole is left
-                Err(e) => return Err(io_err("seek data", path)(e)),
-            };
-            let end =
-                rustix::fs::seek(fd, SeekFrom::Hole(start)).map_err(io_err("seek hole", path))?;
-            let mut off = start;
-            while off < end {
-                let n = ((end - off) as usize).min(COPY_CHUNK_BYTES);
-                let got =
-                    rustix::io::pread(fd, &mut buf[..n], off).map_err(io_err("read", path))?;
-                if got == 0 {
-                    break;
+        let (full_tx, full_rx) = sync_channel::<Result<(u64, AlignedBuf, usize)>>(BIG_CHUNKS_AHEAD);
+        let (empty_tx, empty_rx) = sync_channel::<AlignedBuf>(BIG_CHUNKS_AHEAD + 2);
+        for _ in 0..BIG_CHUNKS_AHEAD + 2 {
+            // Page-aligned, so whole blocks go to the pool by direct I/O without a copy.
+            let _ = empty_tx.send(AlignedBuf::new(BIG_CHUNK_BYTES));
+        }
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                if let Err(e) = read_data_segments(&file, path, meta.size, &empty_rx, &full_tx) {
+                    let _ = full_tx.send(Err(e));
                 }
+            });
+            for item in full_rx {
+                let (off, buf, got) = item?;
                 let chunk = &buf[..got];
                 self.sub.change(|cx| {
                     let mut inode = cx.inode(ino)?;
                     cx.write_data(&mut inode, off, chunk)?;
                     cx.put_inode(&inode)
                 })?;
-                off += got as u64;
                 self.stats.bytes += got as u64;
                 self.progress.bytes += got as u64;
                 progress(self.progress);
+                let _ = empty_tx.send(buf);
             }
-            at = end;
-        }
+            Ok(())
+        })?;
         let (size, atime, mtime) = (meta.size, meta.atime, meta.mtime);
         self.sub.change(|cx| {
             let mut inode = cx.inode(ino)?;
@@ -429,4 +424,49 @@ pub fn import_into(
         result
     })?;
     Ok(imp.stats)
+}
+
+/// Bytes of a big file per store call: several extents, which the store writes in
+/// parallel.
+const BIG_CHUNK_BYTES: usize = 8 << 20;
+/// Chunks of a big file read ahead of the writer.
+const BIG_CHUNKS_AHEAD: usize = 2;
+
+/// Reads the data segments of `file` (holes skipped) into buffers taken from `empty`,
+/// sending `(file offset, buffer, bytes)` to `full`. Stops early if the writer is gone.
+fn read_data_segments(
+    file: &std::fs::File,
+    path: &Path,
+    size: u64,
+    empty: &std::sync::mpsc::Receiver<AlignedBuf>,
+    full: &SyncSender<Result<(u64, AlignedBuf, usize)>>,
+) -> Result<()> {
+    use rustix::fs::SeekFrom;
+    let fd = file.as_fd();
+    let mut at = 0u64;
+    while at < size {
+        let start = match rustix::fs::seek(fd, SeekFrom::Data(at)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(io_err("seek data", path)(e)),
+        };
+        let end = rustix::fs::seek(fd, SeekFrom::Hole(start)).map_err(io_err("seek hole", path))?;
+        let mut off = start;
+        while off < end {
+            let Ok(mut buf) = empty.recv() else {
+                return Ok(());
+            };
+            let n = ((end - off) as usize).min(BIG_CHUNK_BYTES);
+            let got = rustix::io::pread(fd, &mut buf[..n], off).map_err(io_err("read", path))?;
+            if got == 0 {
+                break;
+            }
+            if full.send(Ok((off, buf, got))).is_err() {
+                return Ok(());
+            }
+            off += got as u64;
+        }
+        at = end;
+    }
+    Ok(())
 }

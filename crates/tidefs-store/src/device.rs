@@ -8,12 +8,19 @@ use std::path::Path;
 
 use parking_lot::RwLock;
 
+use crate::aligned_buf::{is_aligned, AlignedBuf, DIRECT_IO_ALIGN};
+
 /// Backing storage of a pool: a file, a block device, or a simulated device in tests.
 pub trait BlockDevice: Send + Sync + 'static {
     /// Reads exactly `buf.len()` bytes at `offset`. Bytes never written read as zero.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `buf` at `offset`. Not durable until [`BlockDevice::flush`] returns.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Like [`BlockDevice::write_at`], for bulk file data that nobody will read back soon:
+    /// a device may send it around its caches (direct I/O). Same durability contract.
+    fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.write_at(offset, buf)
+    }
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> io::Result<()>;
     /// Current size in bytes.
@@ -29,8 +36,17 @@ pub trait BlockDevice: Send + Sync + 'static {
 /// A pool kept in a regular file or on a raw block device.
 pub struct FileDevice {
     file: File,
+    /// The same file opened with O_DIRECT, where the file system allows it: big data
+    /// writes skip the page cache (no copy into it, and no gigabyte of dirty pages for the
+    /// commit's flush to wait for).
+    direct: Option<File>,
     fixed_size: Option<u64>,
 }
+
+/// Data writes at least this long go direct; shorter ones are cheaper buffered.
+const DIRECT_WRITE_BYTES_MIN: usize = 128 << 10;
+/// Bounce buffer size for data that is not page-aligned in memory.
+const BOUNCE_BYTES: usize = 4 << 20;
 
 impl FileDevice {
     /// Opens (or with `create`, creates) the file or block device at `path`.
@@ -47,7 +63,20 @@ impl FileDevice {
         } else {
             None
         };
-        Ok(FileDevice { file, fixed_size })
+        // tmpfs and some others refuse O_DIRECT: then every write is buffered.
+        let direct = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)
+                .ok()
+        };
+        Ok(FileDevice {
+            file,
+            direct,
+            fixed_size,
+        })
     }
 
     /// The open file, e.g. to take a lock on it.
@@ -85,6 +114,38 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.file.write_all_at(buf, offset)
+    }
+
+    fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let align = DIRECT_IO_ALIGN as u64;
+        let direct = match &self.direct {
+            Some(d)
+                if buf.len() >= DIRECT_WRITE_BYTES_MIN
+                    && offset.is_multiple_of(align)
+                    && (buf.len() as u64).is_multiple_of(align) =>
+            {
+                d
+            }
+            _ => return self.write_at(offset, buf),
+        };
+        if is_aligned(buf) {
+            return direct.write_all_at(buf, offset);
+        }
+        thread_local! {
+            static BOUNCE: std::cell::RefCell<Option<AlignedBuf>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        BOUNCE.with(|b| {
+            let mut b = b.borrow_mut();
+            let bounce = b.get_or_insert_with(|| AlignedBuf::new(BOUNCE_BYTES));
+            let mut at = offset;
+            for chunk in buf.chunks(BOUNCE_BYTES) {
+                bounce[..chunk.len()].copy_from_slice(chunk);
+                direct.write_all_at(&bounce[..chunk.len()], at)?;
+                at += chunk.len() as u64;
+            }
+            Ok(())
+        })
     }
 
     fn flush(&self) -> io::Result<()> {

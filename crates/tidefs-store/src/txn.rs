@@ -112,6 +112,9 @@ impl TxnState {
     }
 }
 
+/// Bytes from which [`WriteTxn::write_extents`] uses two writer threads.
+const PARALLEL_WRITE_BYTES_MIN: usize = 4 << 20;
+
 pub(crate) fn tree_key(id: TreeId) -> [u8; 8] {
     id.0.to_be_bytes()
 }
@@ -470,10 +473,54 @@ impl WriteTxn<'_> {
 
     /// Writes into an extent allocated by this transaction.
     pub fn write_extent(&mut self, extent: Extent, offset: u64, data: &[u8]) -> Result<()> {
-        if offset + data.len() as u64 > extent.bytes() {
+        self.check_extent_write(extent, offset, data.len())?;
+        let at = block_offset(extent.block) + offset;
+        self.io
+            .device
+            .write_data_at(at, data)
+            .map_err(|e| StoreError::io("writing extent data", at, e))
+    }
+
+    /// Writes several extents' data (each from offset 0), as [`WriteTxn::write_extent`]
+    /// does. Big batches are written by two threads at once: one direct write at a time
+    /// leaves a fast disk idle between requests.
+    pub fn write_extents(&mut self, writes: &[(Extent, &[u8])]) -> Result<()> {
+        let total: usize = writes.iter().map(|(_, d)| d.len()).sum();
+        if writes.len() < 2 || total < PARALLEL_WRITE_BYTES_MIN {
+            return writes
+                .iter()
+                .try_for_each(|(e, d)| self.write_extent(*e, 0, d));
+        }
+        for (extent, data) in writes {
+            self.check_extent_write(*extent, 0, data.len())?;
+        }
+        let device = &self.io.device;
+        let write_group = |parity: usize| -> Result<()> {
+            writes
+                .iter()
+                .skip(parity)
+                .step_by(2)
+                .try_for_each(|(extent, data)| {
+                    let at = block_offset(extent.block);
+                    device
+                        .write_data_at(at, data)
+                        .map_err(|e| StoreError::io("writing extent data", at, e))
+                })
+        };
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| write_group(1));
+            let mine = write_group(0);
+            let other = other.join().unwrap_or_else(|_| {
+                Err(StoreError::Invalid("extent writer thread panicked".into()))
+            });
+            mine.and(other)
+        })
+    }
+
+    fn check_extent_write(&self, extent: Extent, offset: u64, len: usize) -> Result<()> {
+        if offset + len as u64 > extent.bytes() {
             return Err(StoreError::Invalid(format!(
-                "write of {} bytes at {offset} past the end of a {}-byte extent",
-                data.len(),
+                "write of {len} bytes at {offset} past the end of a {}-byte extent",
                 extent.bytes()
             )));
         }
@@ -483,11 +530,7 @@ impl WriteTxn<'_> {
                 extent.block
             )));
         }
-        let at = block_offset(extent.block) + offset;
-        self.io
-            .device
-            .write_at(at, data)
-            .map_err(|e| StoreError::io("writing extent data", at, e))
+        Ok(())
     }
 
     /// Reads data of an extent.
