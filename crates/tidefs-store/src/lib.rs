@@ -21,6 +21,7 @@ mod node_io;
 mod pool;
 mod read_txn;
 mod record;
+mod redo;
 mod space_map;
 mod superblock;
 mod tracked_set;

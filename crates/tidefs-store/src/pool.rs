@@ -27,6 +27,7 @@ use crate::ids::Tid;
 use crate::layout::{BLOCK_BYTES, PAGE_BLOCKS, POOL_PAGES_MAX};
 use crate::node_io::{NodeIo, NODE_CACHE_BYTES_DEFAULT};
 use crate::read_txn::{Committed, ReadTxn};
+use crate::redo::{RedoLog, CHECKPOINT_WRITES};
 use crate::space_map::{FreedRun, SpaceMap, SpaceUsage};
 use crate::superblock::Superblock;
 use crate::txn::{Savepoint, TxnState, WriteTxn};
@@ -326,8 +327,18 @@ impl Pool {
         if w.batch.is_some() {
             return self.write_in_batch(w, f);
         }
-        let saved = w.txn.savepoint();
-        w.space.begin_savepoint();
+        if w.txn
+            .redo
+            .as_ref()
+            .is_none_or(|log| log.writes >= CHECKPOINT_WRITES)
+        {
+            Self::close_checkpoint(w);
+            let checkpoint = w.txn.savepoint();
+            w.space.begin_savepoint();
+            w.txn.redo = Some(RedoLog::new(checkpoint));
+        }
+        let log = w.txn.redo.as_mut().expect("checkpoint open");
+        log.start_write();
         let mut result = {
             let mut txn = WriteTxn {
                 state: &mut w.txn,
@@ -347,20 +358,42 @@ impl Pool {
                 .into());
             }
         }
-        match result {
-            Ok(v) => {
-                w.space.end_savepoint();
-                w.txn.keep();
-                Ok(v)
-            }
-            Err(e) => {
-                if let Err(undo) = w.space.rollback() {
-                    self.fail(format!("undoing a failed change: {undo}"));
-                }
-                w.txn.rollback(saved);
-                Err(e)
-            }
+        let log = w.txn.redo.as_mut().expect("checkpoint open");
+        if result.is_ok() {
+            log.writes += 1;
+        } else if log.write_dirty {
+            self.undo_write(w);
         }
+        result
+    }
+
+    /// Keeps everything done under the open checkpoint, if any, and closes it.
+    fn close_checkpoint(w: &mut Writer) {
+        if w.txn.redo.take().is_some() {
+            w.space.end_savepoint();
+            w.txn.keep();
+        }
+    }
+
+    /// Undoes the running write: back to the checkpoint, then the writes kept since it
+    /// are made again. If that fails the pool stops (fail-stop, as for a failed commit).
+    fn undo_write(&self, w: &mut Writer) {
+        let mut log = w.txn.redo.take().expect("checkpoint open");
+        log.entries.truncate(log.write_start);
+        let undone = w.space.rollback();
+        w.txn.rollback(log.checkpoint);
+        let replayed = undone.and_then(|()| {
+            WriteTxn {
+                state: &mut w.txn,
+                space: &mut w.space,
+                io: &self.shared.io,
+            }
+            .replay(log.entries)
+        });
+        if let Err(e) = replayed {
+            self.fail(format!("undoing a failed change: {e}"));
+        }
+        // A fresh checkpoint opens with the next write.
     }
 
     /// One operation of a batch: no savepoint of its own (that is what makes a batch
@@ -412,6 +445,7 @@ impl Pool {
                 drop(w);
                 return f();
             }
+            Self::close_checkpoint(&mut w);
             let saved = w.txn.savepoint();
             w.space.begin_savepoint();
             w.batch = Some(OpenBatch {
@@ -498,6 +532,7 @@ impl Pool {
                 "commit inside a batch (the batch would no longer be atomic)".into(),
             ));
         }
+        Self::close_checkpoint(w);
         if !w.txn.changed {
             return Ok(Tid(w.txn.tid.0 - 1));
         }

@@ -105,6 +105,9 @@ pub(crate) struct SpaceMap {
     pending_blocks: u64,
     cursor: u64,
     undo: Option<Vec<Undo>>,
+    /// The cursor when the savepoint began: restored with it, so allocations repeated
+    /// after a rollback land where they did the first time.
+    undo_cursor: u64,
 }
 
 fn virgin_counts(page: u64) -> Box<[u32]> {
@@ -165,6 +168,7 @@ impl SpaceMap {
             pending_blocks: 0,
             cursor: 0,
             undo: None,
+            undo_cursor: 0,
         };
         for d in 0..map.dir_count() {
             map.load_dir(d)?;
@@ -549,6 +553,7 @@ impl SpaceMap {
     /// Starts recording changes so that [`SpaceMap::rollback`] can undo them.
     pub fn begin_savepoint(&mut self) {
         self.undo = Some(Vec::new());
+        self.undo_cursor = self.cursor;
     }
 
     /// Forgets the recorded changes (they stay).
@@ -561,6 +566,7 @@ impl SpaceMap {
         let Some(undo) = self.undo.take() else {
             return Ok(());
         };
+        self.cursor = self.undo_cursor;
         for entry in undo.into_iter().rev() {
             match entry {
                 Undo::Count { block, old } => self.set(block, old)?,

@@ -13,6 +13,7 @@ use crate::layout::{block_offset, KEY_BYTES_MAX, NODE_BLOCKS, VALUE_BYTES_MAX};
 use crate::node::EntryKind;
 use crate::node_io::{BatchWriter, NodeIo};
 use crate::record::Record;
+use crate::redo::{Redo, RedoLog};
 use crate::space_map::{FreedRun, SpaceMap, RC_MAX};
 use crate::tracked_set::TrackedSet;
 use crate::tree_view::TreeView;
@@ -51,6 +52,8 @@ pub(crate) struct TxnState {
     pub dirty_nodes: u64,
     pub fresh_bytes: u64,
     pub changed: bool,
+    /// Set while single writes run under a checkpoint (see `redo.rs`).
+    pub redo: Option<RedoLog>,
 }
 
 impl TxnState {
@@ -66,6 +69,7 @@ impl TxnState {
             dirty_nodes: 0,
             fresh_bytes: 0,
             changed: false,
+            redo: None,
         }
     }
 
@@ -166,6 +170,69 @@ macro_rules! mutator {
 }
 
 impl WriteTxn<'_> {
+    /// Notes that the running write is about to change something.
+    fn changing(&mut self) {
+        if let Some(log) = &mut self.state.redo {
+            log.write_dirty = true;
+        }
+    }
+
+    /// Logs a change that succeeded, for replay after a later write's rollback.
+    fn log(&mut self, redo: impl FnOnce() -> Redo) {
+        if let Some(log) = &mut self.state.redo {
+            log.entries.push(redo());
+        }
+    }
+
+    /// Makes again the changes of `entries`, which were made once from the state this
+    /// transaction is in now.
+    pub(crate) fn replay(&mut self, entries: Vec<Redo>) -> Result<()> {
+        debug_assert!(self.state.redo.is_none());
+        let differs = |what: &str| {
+            Err(StoreError::Invalid(format!(
+                "replaying the open transaction: {what} differs from the first time"
+            )))
+        };
+        for e in entries {
+            match e {
+                Redo::Put {
+                    tree,
+                    key,
+                    value,
+                    kind,
+                } => {
+                    self.put(tree, &key, &value, kind)?;
+                }
+                Redo::Remove { tree, key } => {
+                    self.remove(tree, &key)?;
+                }
+                Redo::AllocExtent(extent) => {
+                    if self.alloc_extent(extent.blocks)? != extent {
+                        return differs("an extent allocation");
+                    }
+                }
+                Redo::CreateTree(id) => {
+                    if self.create_tree()? != id {
+                        return differs("a new tree's id");
+                    }
+                }
+                Redo::SnapshotTree {
+                    source,
+                    read_only,
+                    id,
+                } => {
+                    if self.snapshot_tree(source, read_only)? != id {
+                        return differs("a snapshot's id");
+                    }
+                }
+                Redo::DeleteTree(id) => self.delete_tree(id)?,
+                Redo::SetReadOnly(id, ro) => self.set_read_only(id, ro)?,
+                Redo::SetNamedTree(name, id) => self.set_named_tree(&name, id)?,
+            }
+        }
+        Ok(())
+    }
+
     /// The tid these changes will commit with.
     pub fn tid(&self) -> Tid {
         self.state.tid
@@ -221,12 +288,21 @@ impl WriteTxn<'_> {
 
     fn put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) -> Result<bool> {
         self.writable_tree(tree)?;
+        self.changing();
         let mut ts = self.state.trees.remove(&tree).expect("loaded");
         let result =
             mutator!(self, tree).insert(&mut ts.root, key, value, kind, Accounting::Managed);
         ts.entry_dirty = true;
         self.state.trees.insert(tree, ts);
         self.state.changed = true;
+        if result.is_ok() {
+            self.log(|| Redo::Put {
+                tree,
+                key: key.to_vec(),
+                value: value.to_vec(),
+                kind,
+            });
+        }
         result
     }
 
@@ -263,11 +339,16 @@ impl WriteTxn<'_> {
     /// Removes `key`. Returns whether it was there.
     pub fn remove(&mut self, tree: TreeId, key: &[u8]) -> Result<bool> {
         self.writable_tree(tree)?;
+        self.changing();
         let mut ts = self.state.trees.remove(&tree).expect("loaded");
         let result = mutator!(self, tree).remove(&mut ts.root, key, Accounting::Managed);
         if matches!(result, Ok(true)) {
             ts.entry_dirty = true;
             self.state.changed = true;
+            self.log(|| Redo::Remove {
+                tree,
+                key: key.to_vec(),
+            });
         }
         self.state.trees.insert(tree, ts);
         result
@@ -333,6 +414,7 @@ impl WriteTxn<'_> {
     /// Registers `tree` under `name` (or removes the name with `None`).
     pub fn set_named_tree(&mut self, name: &str, tree: Option<TreeId>) -> Result<()> {
         let key = name_key(name)?;
+        self.changing();
         let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
         let result = match tree {
             Some(id) => mutator!(self, TreeId::ROOT)
@@ -350,11 +432,15 @@ impl WriteTxn<'_> {
         };
         self.state.root_tree = root;
         self.state.changed = true;
+        if result.is_ok() {
+            self.log(|| Redo::SetNamedTree(name.to_string(), tree));
+        }
         result
     }
 
     /// Creates an empty tree.
     pub fn create_tree(&mut self) -> Result<TreeId> {
+        self.changing();
         let id = TreeId(self.state.next_tree_id);
         self.state.next_tree_id += 1;
         let info = TreeInfo {
@@ -374,6 +460,7 @@ impl WriteTxn<'_> {
             },
         );
         self.state.changed = true;
+        self.log(|| Redo::CreateTree(id));
         Ok(id)
     }
 
@@ -399,6 +486,7 @@ impl WriteTxn<'_> {
     /// `read_only` makes it a snapshot; otherwise it is a writable clone.
     pub fn snapshot_tree(&mut self, source: TreeId, read_only: bool) -> Result<TreeId> {
         self.load_tree(source)?;
+        self.changing();
         if matches!(self.state.trees[&source].root, Root::Dirty(_)) {
             self.write_out_tree(source)?;
             self.state
@@ -422,12 +510,18 @@ impl WriteTxn<'_> {
         };
         self.write_tree_entry(id, &info)?;
         self.state.changed = true;
+        self.log(|| Redo::SnapshotTree {
+            source,
+            read_only,
+            id,
+        });
         Ok(id)
     }
 
     /// Deletes a tree; blocks no other tree shares are freed.
     pub fn delete_tree(&mut self, tree: TreeId) -> Result<()> {
         self.load_tree(tree)?;
+        self.changing();
         let ts = self.state.trees.remove(&tree).expect("loaded");
         mutator!(self, tree).release_root(ts.root)?;
         let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
@@ -436,16 +530,19 @@ impl WriteTxn<'_> {
         self.state.root_tree = root;
         result?;
         self.state.changed = true;
+        self.log(|| Redo::DeleteTree(tree));
         Ok(())
     }
 
     /// Makes a tree read-only or writable.
     pub fn set_read_only(&mut self, tree: TreeId, read_only: bool) -> Result<()> {
         self.load_tree(tree)?;
+        self.changing();
         let ts = self.state.trees.get_mut(&tree).expect("loaded");
         ts.info.read_only = read_only;
         ts.entry_dirty = true;
         self.state.changed = true;
+        self.log(|| Redo::SetReadOnly(tree, read_only));
         Ok(())
     }
 
@@ -462,12 +559,14 @@ impl WriteTxn<'_> {
                 free_blocks: free.saturating_sub(needed - u64::from(blocks)),
             });
         }
+        self.changing();
         let block = self.space.alloc(blocks)?;
         self.io.forget(block);
         self.state.fresh.insert(block);
         self.state.born.insert(block);
         self.state.fresh_bytes += u64::from(blocks) * crate::layout::BLOCK_BYTES as u64;
         self.state.changed = true;
+        self.log(|| Redo::AllocExtent(Extent { block, blocks }));
         Ok(Extent { block, blocks })
     }
 
