@@ -197,9 +197,25 @@ pub fn lazy_unmount(mountpoint: &Path) -> Result<(), MountError> {
 }
 
 /// Unmounts a FUSE mount from any process of the owner (or root), as `fusermount3 -u`.
+/// Files closed just before still hold the mount until the kernel's asynchronous RELEASE
+/// requests are answered, so "busy" is retried for a short while before it is reported.
 pub fn unmount(mountpoint: &Path) -> Result<(), MountError> {
-    run_unmount_tool(mountpoint, false)
+    let mut attempts = 0;
+    loop {
+        match run_unmount_tool(mountpoint, false) {
+            Err(MountError::Unmount { detail, .. })
+                if detail.contains("busy") && attempts < UNMOUNT_BUSY_RETRIES =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
 }
+
+/// Retries of an unmount refused as busy (50 ms apart).
+const UNMOUNT_BUSY_RETRIES: u32 = 20;
 
 fn run_unmount_tool(mountpoint: &Path, lazy: bool) -> Result<(), MountError> {
     let mut errors = Vec::new();
