@@ -27,7 +27,7 @@ use crate::ids::Tid;
 use crate::layout::{BLOCK_BYTES, PAGE_BLOCKS, POOL_PAGES_MAX};
 use crate::node_io::{NodeIo, NODE_CACHE_BYTES_DEFAULT};
 use crate::read_txn::{Committed, ReadTxn};
-use crate::redo::{RedoLog, CHECKPOINT_WRITES};
+use crate::redo::RedoLog;
 use crate::space_map::{FreedRun, SpaceMap, SpaceUsage};
 use crate::superblock::Superblock;
 use crate::txn::{Savepoint, TxnState, WriteTxn};
@@ -329,11 +329,7 @@ impl Pool {
         if w.batch.is_some() {
             return self.write_in_batch(w, f);
         }
-        if w.txn
-            .redo
-            .as_ref()
-            .is_none_or(|log| log.writes >= CHECKPOINT_WRITES)
-        {
+        if w.txn.redo.as_ref().is_none_or(|log| log.is_due()) {
             Self::close_checkpoint(w);
             let checkpoint = w.txn.savepoint();
             w.space.begin_savepoint();
@@ -381,7 +377,7 @@ impl Pool {
     /// are made again. If that fails the pool stops (fail-stop, as for a failed commit).
     fn undo_write(&self, w: &mut Writer) {
         let mut log = w.txn.redo.take().expect("checkpoint open");
-        log.entries.truncate(log.write_start);
+        log.drop_running_write();
         let undone = w.space.rollback();
         w.txn.rollback(log.checkpoint);
         let replayed = undone.and_then(|()| {
@@ -390,7 +386,7 @@ impl Pool {
                 space: &mut w.space,
                 io: &self.shared.io,
             }
-            .replay(log.entries)
+            .replay(log.entries, &log.arena)
         });
         if let Err(e) = replayed {
             self.fail(format!("undoing a failed change: {e}"));

@@ -20,17 +20,22 @@ use crate::txn::Savepoint;
 /// path once; each rollback replays at most this many writes.
 pub(crate) const CHECKPOINT_WRITES: usize = 64;
 
-/// One change, as made through [`crate::WriteTxn`].
+/// Bytes of logged keys and values after which the checkpoint is renewed at the end of a
+/// write, so the log stays small however big the writes are.
+pub(crate) const REDO_BYTES_MAX: usize = 4 << 20;
+
+/// One change, as made through [`crate::WriteTxn`]. Keys and values live in the log's
+/// arena (one buffer, so logging a record costs a copy, not two allocations).
 pub(crate) enum Redo {
     Put {
         tree: TreeId,
-        key: Vec<u8>,
-        value: Vec<u8>,
+        key_len: u32,
+        value_len: u32,
         kind: EntryKind,
     },
     Remove {
         tree: TreeId,
-        key: Vec<u8>,
+        key_len: u32,
     },
     AllocExtent(Extent),
     CreateTree(TreeId),
@@ -49,6 +54,10 @@ pub(crate) struct RedoLog {
     pub checkpoint: Savepoint,
     /// Changes of the writes since the checkpoint, in order.
     pub entries: Vec<Redo>,
+    /// Keys and values of `entries`, in order.
+    pub arena: Vec<u8>,
+    /// Where the running write's bytes start in `arena`.
+    pub arena_start: usize,
     /// Writes kept since the checkpoint.
     pub writes: usize,
     /// Where the running write's changes start in `entries`.
@@ -62,6 +71,8 @@ impl RedoLog {
         RedoLog {
             checkpoint,
             entries: Vec::new(),
+            arena: Vec::new(),
+            arena_start: 0,
             writes: 0,
             write_start: 0,
             write_dirty: false,
@@ -70,6 +81,37 @@ impl RedoLog {
 
     pub fn start_write(&mut self) {
         self.write_start = self.entries.len();
+        self.arena_start = self.arena.len();
         self.write_dirty = false;
+    }
+
+    /// Forgets the running write's changes (it is being undone).
+    pub fn drop_running_write(&mut self) {
+        self.entries.truncate(self.write_start);
+        self.arena.truncate(self.arena_start);
+    }
+
+    /// Whether the next write should start from a new checkpoint.
+    pub fn is_due(&self) -> bool {
+        self.writes >= CHECKPOINT_WRITES || self.arena.len() >= REDO_BYTES_MAX
+    }
+
+    pub fn log_put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) {
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(value);
+        self.entries.push(Redo::Put {
+            tree,
+            key_len: key.len() as u32,
+            value_len: value.len() as u32,
+            kind,
+        });
+    }
+
+    pub fn log_remove(&mut self, tree: TreeId, key: &[u8]) {
+        self.arena.extend_from_slice(key);
+        self.entries.push(Redo::Remove {
+            tree,
+            key_len: key.len() as u32,
+        });
     }
 }

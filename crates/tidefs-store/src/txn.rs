@@ -186,25 +186,33 @@ impl WriteTxn<'_> {
 
     /// Makes again the changes of `entries`, which were made once from the state this
     /// transaction is in now.
-    pub(crate) fn replay(&mut self, entries: Vec<Redo>) -> Result<()> {
+    pub(crate) fn replay(&mut self, entries: Vec<Redo>, arena: &[u8]) -> Result<()> {
         debug_assert!(self.state.redo.is_none());
         let differs = |what: &str| {
             Err(StoreError::Invalid(format!(
                 "replaying the open transaction: {what} differs from the first time"
             )))
         };
+        let mut at = 0usize;
+        let mut take = |len: u32| {
+            let bytes = &arena[at..at + len as usize];
+            at += len as usize;
+            bytes
+        };
         for e in entries {
             match e {
                 Redo::Put {
                     tree,
-                    key,
-                    value,
+                    key_len,
+                    value_len,
                     kind,
                 } => {
-                    self.put(tree, &key, &value, kind)?;
+                    let key = take(key_len);
+                    let value = take(value_len);
+                    self.put(tree, key, value, kind)?;
                 }
-                Redo::Remove { tree, key } => {
-                    self.remove(tree, &key)?;
+                Redo::Remove { tree, key_len } => {
+                    self.remove(tree, take(key_len))?;
                 }
                 Redo::AllocExtent(extent) => {
                     if self.alloc_extent(extent.blocks)? != extent {
@@ -296,12 +304,9 @@ impl WriteTxn<'_> {
         self.state.trees.insert(tree, ts);
         self.state.changed = true;
         if result.is_ok() {
-            self.log(|| Redo::Put {
-                tree,
-                key: key.to_vec(),
-                value: value.to_vec(),
-                kind,
-            });
+            if let Some(log) = &mut self.state.redo {
+                log.log_put(tree, key, value, kind);
+            }
         }
         result
     }
@@ -345,10 +350,9 @@ impl WriteTxn<'_> {
         if matches!(result, Ok(true)) {
             ts.entry_dirty = true;
             self.state.changed = true;
-            self.log(|| Redo::Remove {
-                tree,
-                key: key.to_vec(),
-            });
+            if let Some(log) = &mut self.state.redo {
+                log.log_remove(tree, key);
+            }
         }
         self.state.trees.insert(tree, ts);
         result
