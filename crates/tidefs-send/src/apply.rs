@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use tidefs_fs::{Caller, Fs, FsError, SetAttr, Subvol, TimeSet, Timespec, ROOT_INO};
 use tidefs_stream::{Command, Timespec as WireTime, Uuid};
 
+use crate::encoded::{self, Compression, DecodeError};
 use crate::records::rdev_from_stream;
 
 const S_IFIFO: u32 = 0o010000;
@@ -286,20 +287,34 @@ impl<'a> Applier<'a> {
                 encryption,
                 data,
             } => {
-                if compression.unwrap_or(0) != 0 || encryption.unwrap_or(0) != 0 {
-                    return Err(ApplyError(format!(
-                        "encoded write with compression {} / encryption {} is not supported (send with --proto 1 or without --compressed-data)",
-                        compression.unwrap_or(0),
-                        encryption.unwrap_or(0)
-                    )));
+                let encryption = encryption.unwrap_or(0);
+                if encryption != 0 {
+                    return Err(ApplyError(DecodeError::Encrypted(encryption).to_string()));
                 }
-                let end = unencoded_offset.checked_add(unencoded_file_len);
-                if end.is_none_or(|e| e > unencoded_len || e > data.len() as u64) {
-                    return Err(ApplyError("encoded write range outside its data".into()));
-                }
-                let bytes = data
-                    [unencoded_offset as usize..(unencoded_offset + unencoded_file_len) as usize]
-                    .to_vec();
+                let compression = Compression::from_wire(compression.unwrap_or(0))
+                    .map_err(|e| ApplyError(e.to_string()))?;
+                let range = unencoded_offset
+                    .checked_add(unencoded_file_len)
+                    .filter(|end| *end <= unencoded_len)
+                    .map(|end| unencoded_offset as usize..end as usize)
+                    .ok_or_else(|| {
+                        ApplyError(format!(
+                            "encoded write range {unencoded_offset}+{unencoded_file_len} outside its unencoded length {unencoded_len}"
+                        ))
+                    })?;
+                let bytes = if compression == Compression::None {
+                    // The data is the extent itself: no copy of the whole extent.
+                    if range.end > data.len() {
+                        return Err(ApplyError("encoded write range outside its data".into()));
+                    }
+                    data[range].to_vec()
+                } else {
+                    let mut plain = encoded::decode(compression, &data, unencoded_len)
+                        .map_err(|e| ApplyError(e.to_string()))?;
+                    plain.truncate(range.end);
+                    plain.drain(..range.start);
+                    plain
+                };
                 self.write(path, offset, bytes)?;
             }
             // Not replicated (as btrfs receive): inode flags; no data for UPDATE_EXTENT.
