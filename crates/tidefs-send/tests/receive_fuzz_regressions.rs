@@ -1,0 +1,63 @@
+//! Regressions found by the receive fuzz target (crates/tidefs-send/fuzz): each stream
+//! once broke an invariant of receive. A failed receive must leave the pool reading as
+//! before, and fsck must stay clean.
+
+mod support;
+
+use support::mem_fs;
+use tidefs_fs::Fs;
+use tidefs_send::receive::{receive, ReceiveOptions};
+use tidefs_stream::{Command, SendStreamWriter, StreamVersion};
+
+fn stream(commands: &[Command]) -> Vec<u8> {
+    let mut w = SendStreamWriter::new(Vec::new(), StreamVersion::V2).unwrap();
+    for c in commands {
+        w.write_command(c).unwrap();
+    }
+    w.end().unwrap();
+    w.into_inner().unwrap()
+}
+
+fn subvol(name: &[u8]) -> Command {
+    Command::Subvol {
+        path: name.to_vec(),
+        uuid: [1; 16],
+        ctransid: 7,
+    }
+}
+
+fn assert_clean(fs: &Fs) {
+    let problems = fs.fsck(true).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    fs.fsync().unwrap();
+    assert!(tidefs_store::fsck(fs.pool(), &mut |_| {})
+        .unwrap()
+        .is_clean());
+}
+
+/// Fails, says `what`, and leaves no subvolume "dst" behind.
+fn refused(fs: &Fs, s: &[u8], what: &str) {
+    let e = receive(fs, "dst", s, &ReceiveOptions::default(), &mut |_| {})
+        .expect_err("the receive must fail")
+        .to_string();
+    assert!(e.contains(what), "{e} does not say {what}");
+    assert!(fs.subvolume("dst").is_err(), "a failed receive left dst");
+    assert_clean(fs);
+}
+
+/// The stream's subvolume name became the snapshot name only after the whole body was
+/// applied; a name no snapshot can take failed there and left the new subvolume behind.
+#[test]
+fn stream_name_no_snapshot_can_take_is_refused_up_front() {
+    let (fs, _) = mem_fs();
+    for name in [&b""[..], b"a/b", b"."] {
+        let body = [
+            subvol(name),
+            Command::Mkfile {
+                path: b"f".to_vec(),
+                ino: 257,
+            },
+        ];
+        refused(&fs, &stream(&body), "cannot name a snapshot");
+    }
+}
