@@ -415,6 +415,9 @@ pub fn receive<R: Read>(
                 }
                 Undo::ResetTo(pre) => {
                     let _ = reset_to(fs, &target, &pre);
+                    // A checkpoint of a resumable receive marked it partial; it is no
+                    // longer (nothing of it is left to resume).
+                    let _ = fs.set_metadata(target.info().id, PARTIAL_KEY, None);
                 }
             }
         }

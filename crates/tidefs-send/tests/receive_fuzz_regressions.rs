@@ -61,3 +61,53 @@ fn stream_name_no_snapshot_can_take_is_refused_up_front() {
         refused(&fs, &stream(&body), "cannot name a snapshot");
     }
 }
+
+/// A resumable incremental receive commits checkpoints marked partial; when a later
+/// command failed (not a cut-off stream), the receive was undone but the partial mark
+/// stayed, so the subvolume claimed a receive to resume.
+#[test]
+fn failed_resumable_receive_leaves_no_partial_mark() {
+    let (fs, _) = mem_fs();
+    fs.create_subvolume("src", &tidefs_fs::Caller::ROOT)
+        .unwrap();
+    let base = fs.create_snapshot("src", "base").unwrap();
+    let body = [
+        Command::Snapshot {
+            path: b"next".to_vec(),
+            uuid: [1; 16],
+            ctransid: 9,
+            clone_uuid: *base.uuid.as_bytes(),
+            clone_ctransid: base.tid.0,
+        },
+        Command::Mkfile {
+            path: b"b".to_vec(),
+            ino: 257,
+        },
+        Command::Mkdir {
+            path: b"d".to_vec(),
+            ino: 258,
+        },
+        Command::Rename {
+            from: b"d".to_vec(),
+            to: b"b/x".to_vec(),
+        },
+    ];
+    let opts = ReceiveOptions {
+        resumable: true,
+        checkpoint_commands: 1,
+        ..ReceiveOptions::default()
+    };
+    let e = receive(&fs, "src", &stream(&body)[..], &opts, &mut |_| {})
+        .expect_err("renaming into a file fails")
+        .to_string();
+    assert!(e.contains("rename"), "{e}");
+    let src = fs.subvolume("src").unwrap();
+    assert!(src.info().metadata.is_empty(), "{:?}", src.info().metadata);
+    assert_eq!(
+        tidefs_send::receive::partial_token(&fs, "src").unwrap(),
+        None
+    );
+    assert!(src.lookup(tidefs_fs::ROOT_INO, b"b").is_err());
+    assert!(fs.snapshot("src", "next").is_err());
+    assert_clean(&fs);
+}
