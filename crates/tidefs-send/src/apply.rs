@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use tidefs_fs::{Caller, Fs, FsError, SetAttr, Subvol, TimeSet, Timespec, ROOT_INO};
+use tidefs_fs::{Caller, FileKind, Fs, FsError, SetAttr, Subvol, TimeSet, Timespec, ROOT_INO};
 use tidefs_stream::{Command, Timespec as WireTime, Uuid};
 
 use crate::encoded::{self, Compression, DecodeError};
@@ -55,6 +55,8 @@ pub struct Applier<'a> {
     /// uuid of the stream being applied (a CLONE naming it clones from this subvolume).
     stream_uuid: Uuid,
     entries: HashMap<(u64, Vec<u8>), u64>,
+    /// Whether an inode is a symlink, for the inodes made or asked about so far.
+    symlinks: HashMap<u64, bool>,
     write: Option<PendingWrite>,
     attr: Option<PendingAttr>,
 }
@@ -79,6 +81,7 @@ impl<'a> Applier<'a> {
             sub,
             stream_uuid,
             entries: HashMap::new(),
+            symlinks: HashMap::new(),
             write: None,
             attr: None,
         }
@@ -109,6 +112,16 @@ impl<'a> Applier<'a> {
     fn resolve_parent<'p>(&mut self, path: &'p [u8]) -> ApplyResult<(u64, &'p [u8])> {
         let (dir, name) = split(path)?;
         Ok((self.resolve(dir)?, name))
+    }
+
+    fn is_symlink(&mut self, path: &[u8]) -> ApplyResult<bool> {
+        let ino = self.resolve(path)?;
+        if let Some(s) = self.symlinks.get(&ino) {
+            return Ok(*s);
+        }
+        let s = self.sub.getattr(ino)?.kind() == FileKind::Symlink;
+        self.symlinks.insert(ino, s);
+        Ok(s)
     }
 
     /// Applies everything held back (joined writes, merged attributes).
@@ -174,7 +187,13 @@ impl<'a> Applier<'a> {
                 });
             }
             Command::Chmod { path, mode } => {
-                return self.merge_attr(&path, 2, |a| a.mode = Some(mode as u32 & 0o7777))
+                // A symlink has no mode of its own on Linux (chmod follows it, lchmod
+                // does not exist) and the kernel never sends one: such a CHMOD changes
+                // nothing, as it could not be sent or undone either.
+                if self.is_symlink(&path)? {
+                    return Ok(());
+                }
+                return self.merge_attr(&path, 2, |a| a.mode = Some(mode as u32 & 0o7777));
             }
             Command::Utimes {
                 path,
@@ -199,11 +218,13 @@ impl<'a> Applier<'a> {
                 let (dir, name) = self.resolve_parent(&path)?;
                 let i = self.sub.create(dir, name, 0o600, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
+                self.symlinks.insert(i.ino, false);
             }
             Command::Mkdir { path, .. } => {
                 let (dir, name) = self.resolve_parent(&path)?;
                 let i = self.sub.mkdir(dir, name, 0o700, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
+                self.symlinks.insert(i.ino, false);
             }
             Command::Mknod {
                 path, rdev, mode, ..
@@ -226,6 +247,7 @@ impl<'a> Applier<'a> {
                 let (dir, name) = self.resolve_parent(&path)?;
                 let i = self.sub.symlink(dir, name, &target, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
+                self.symlinks.insert(i.ino, true);
             }
             Command::Rename { from, to } => {
                 let (d1, n1) = self.resolve_parent(&from)?;

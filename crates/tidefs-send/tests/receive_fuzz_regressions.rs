@@ -111,3 +111,76 @@ fn failed_resumable_receive_leaves_no_partial_mark() {
     assert!(fs.snapshot("src", "next").is_err());
     assert_clean(&fs);
 }
+
+/// A CHMOD naming a symlink set the symlink's own mode bits (e.g. 0127777), which no
+/// send can carry: undoing a failed incremental receive could not restore them, and a
+/// received snapshot held a mode its sender never had. Now it changes nothing.
+#[test]
+fn chmod_of_a_symlink_changes_nothing() {
+    let (fs, _) = mem_fs();
+    let root = tidefs_fs::Caller::ROOT;
+    fs.create_subvolume("src", &root).unwrap();
+    let src = fs.subvolume("src").unwrap();
+    src.symlink(tidefs_fs::ROOT_INO, b"sym", b"target", &root)
+        .unwrap();
+    let base = fs.create_snapshot("src", "base").unwrap();
+    let head = |name: &[u8]| Command::Snapshot {
+        path: name.to_vec(),
+        uuid: [1; 16],
+        ctransid: 9,
+        clone_uuid: *base.uuid.as_bytes(),
+        clone_ctransid: base.tid.0,
+    };
+    let chmod = |path: &[u8]| Command::Chmod {
+        path: path.to_vec(),
+        mode: 0o7777,
+    };
+    let sym_mode = |fs: &Fs| {
+        let s = fs.subvolume("src").unwrap();
+        let ino = s.resolve(b"/sym").unwrap();
+        s.getattr(ino).unwrap().mode
+    };
+
+    // Failing after the CHMOD: the pool reads as before.
+    let failing = [
+        head(b"next"),
+        chmod(b"sym"),
+        Command::Unlink {
+            path: b"missing".to_vec(),
+        },
+    ];
+    receive(
+        &fs,
+        "src",
+        &stream(&failing)[..],
+        &ReceiveOptions::default(),
+        &mut |_| {},
+    )
+    .expect_err("unlinking a missing name fails");
+    assert_eq!(sym_mode(&fs), 0o120777);
+    assert_clean(&fs);
+
+    // Succeeding: the symlink keeps its mode, and other files still get theirs.
+    let ok = [
+        head(b"next"),
+        chmod(b"sym"),
+        Command::Mkfile {
+            path: b"f".to_vec(),
+            ino: 300,
+        },
+        chmod(b"f"),
+    ];
+    let s = receive(
+        &fs,
+        "src",
+        &stream(&ok)[..],
+        &ReceiveOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(sym_mode(&fs), 0o120777);
+    let next = fs.open_id(s.snapshot.id).unwrap();
+    let f = next.resolve(b"/f").unwrap();
+    assert_eq!(next.getattr(f).unwrap().mode, 0o107777);
+    assert_clean(&fs);
+}
