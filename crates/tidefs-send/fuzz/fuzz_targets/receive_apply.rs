@@ -275,7 +275,7 @@ impl Gen<'_> {
 
     /// Data of a WRITE: short bytes from the input, or a long repeated pattern.
     fn data(&mut self) -> Vec<u8> {
-        if self.u8() % 4 == 0 {
+        if self.u8().is_multiple_of(4) {
             let unit = self.bytes(16);
             let len = self.pick(&[4096usize, 65_536, 131_072, 200_000]);
             unit.iter().copied().cycle().take(len).collect()
@@ -410,7 +410,7 @@ fn command(g: &mut Gen, stream_uuid: [u8; 16], parent_uuid: [u8; 16]) -> Command
             path,
             name: g.pick(&[&b"user.k"[..], b"user.other", b""]).to_vec(),
         },
-        12 | 13 | 14 => Command::Write {
+        12..=14 => Command::Write {
             path,
             offset: g.num(),
             data: g.data(),
@@ -460,7 +460,7 @@ fn command(g: &mut Gen, stream_uuid: [u8; 16], parent_uuid: [u8; 16]) -> Command
             fileattr: g.num(),
         },
         23 | 24 => encoded_write(g),
-        _ if g.u8() % 2 == 0 => Command::End,
+        _ if g.u8().is_multiple_of(2) => Command::End,
         _ => Command::Subvol {
             path: b"again".to_vec(),
             uuid: stream_uuid,
@@ -521,7 +521,7 @@ fn structured(g: &mut Gen, fs: &Fs) -> (Vec<u8>, &'static str) {
     let _ = w.end();
     let mut bytes = w.into_inner().unwrap();
     // Cut off: a stream interrupted in transit.
-    if g.u8() % 8 == 0 {
+    if g.u8().is_multiple_of(8) {
         let keep = g.raw_u64() as usize % (bytes.len() + 1);
         bytes.truncate(keep);
     }
