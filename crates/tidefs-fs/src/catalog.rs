@@ -144,7 +144,7 @@ impl SubvolInfo {
 }
 
 /// Checks a subvolume or snapshot name.
-pub(crate) fn check_catalog_name(name: &str, subvolume: bool) -> Result<()> {
+pub fn check_catalog_name(name: &str, subvolume: bool) -> Result<()> {
     let bad = |why| {
         Err(FsError::BadName {
             name: name.to_string(),

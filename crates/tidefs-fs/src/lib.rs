@@ -35,7 +35,7 @@ mod xattr;
 
 pub use backref::BackRef;
 pub use caller::Caller;
-pub use catalog::{SubvolId, SubvolInfo, SubvolKind};
+pub use catalog::{check_catalog_name, SubvolId, SubvolInfo, SubvolKind};
 pub use clock::{Clock, ManualClock, SystemClock, Timespec};
 pub use diff::{diff, Change};
 pub use dir::{DirEntry, ReaddirEntry};

@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 
-use tidefs_fs::{Caller, Fs, FsError, SetAttr, Subvol, TimeSet, Timespec, ROOT_INO};
+use tidefs_fs::{Caller, FileKind, Fs, FsError, SetAttr, Subvol, TimeSet, Timespec, ROOT_INO};
 use tidefs_stream::{Command, Timespec as WireTime, Uuid};
 
+use crate::encoded::{self, Compression, DecodeError};
 use crate::records::rdev_from_stream;
 
 const S_IFIFO: u32 = 0o010000;
@@ -54,6 +55,8 @@ pub struct Applier<'a> {
     /// uuid of the stream being applied (a CLONE naming it clones from this subvolume).
     stream_uuid: Uuid,
     entries: HashMap<(u64, Vec<u8>), u64>,
+    /// Whether an inode is a symlink, for the inodes made or asked about so far.
+    symlinks: HashMap<u64, bool>,
     write: Option<PendingWrite>,
     attr: Option<PendingAttr>,
 }
@@ -78,6 +81,7 @@ impl<'a> Applier<'a> {
             sub,
             stream_uuid,
             entries: HashMap::new(),
+            symlinks: HashMap::new(),
             write: None,
             attr: None,
         }
@@ -108,6 +112,16 @@ impl<'a> Applier<'a> {
     fn resolve_parent<'p>(&mut self, path: &'p [u8]) -> ApplyResult<(u64, &'p [u8])> {
         let (dir, name) = split(path)?;
         Ok((self.resolve(dir)?, name))
+    }
+
+    fn is_symlink(&mut self, path: &[u8]) -> ApplyResult<bool> {
+        let ino = self.resolve(path)?;
+        if let Some(s) = self.symlinks.get(&ino) {
+            return Ok(*s);
+        }
+        let s = self.sub.getattr(ino)?.kind() == FileKind::Symlink;
+        self.symlinks.insert(ino, s);
+        Ok(s)
     }
 
     /// Applies everything held back (joined writes, merged attributes).
@@ -173,7 +187,13 @@ impl<'a> Applier<'a> {
                 });
             }
             Command::Chmod { path, mode } => {
-                return self.merge_attr(&path, 2, |a| a.mode = Some(mode as u32 & 0o7777))
+                // A symlink has no mode of its own on Linux (chmod follows it, lchmod
+                // does not exist) and the kernel never sends one: such a CHMOD changes
+                // nothing, as it could not be sent or undone either.
+                if self.is_symlink(&path)? {
+                    return Ok(());
+                }
+                return self.merge_attr(&path, 2, |a| a.mode = Some(mode as u32 & 0o7777));
             }
             Command::Utimes {
                 path,
@@ -198,11 +218,13 @@ impl<'a> Applier<'a> {
                 let (dir, name) = self.resolve_parent(&path)?;
                 let i = self.sub.create(dir, name, 0o600, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
+                self.symlinks.insert(i.ino, false);
             }
             Command::Mkdir { path, .. } => {
                 let (dir, name) = self.resolve_parent(&path)?;
                 let i = self.sub.mkdir(dir, name, 0o700, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
+                self.symlinks.insert(i.ino, false);
             }
             Command::Mknod {
                 path, rdev, mode, ..
@@ -225,6 +247,7 @@ impl<'a> Applier<'a> {
                 let (dir, name) = self.resolve_parent(&path)?;
                 let i = self.sub.symlink(dir, name, &target, &root)?;
                 self.entries.insert((dir, name.to_vec()), i.ino);
+                self.symlinks.insert(i.ino, true);
             }
             Command::Rename { from, to } => {
                 let (d1, n1) = self.resolve_parent(&from)?;
@@ -286,20 +309,34 @@ impl<'a> Applier<'a> {
                 encryption,
                 data,
             } => {
-                if compression.unwrap_or(0) != 0 || encryption.unwrap_or(0) != 0 {
-                    return Err(ApplyError(format!(
-                        "encoded write with compression {} / encryption {} is not supported (send with --proto 1 or without --compressed-data)",
-                        compression.unwrap_or(0),
-                        encryption.unwrap_or(0)
-                    )));
+                let encryption = encryption.unwrap_or(0);
+                if encryption != 0 {
+                    return Err(ApplyError(DecodeError::Encrypted(encryption).to_string()));
                 }
-                let end = unencoded_offset.checked_add(unencoded_file_len);
-                if end.is_none_or(|e| e > unencoded_len || e > data.len() as u64) {
-                    return Err(ApplyError("encoded write range outside its data".into()));
-                }
-                let bytes = data
-                    [unencoded_offset as usize..(unencoded_offset + unencoded_file_len) as usize]
-                    .to_vec();
+                let compression = Compression::from_wire(compression.unwrap_or(0))
+                    .map_err(|e| ApplyError(e.to_string()))?;
+                let range = unencoded_offset
+                    .checked_add(unencoded_file_len)
+                    .filter(|end| *end <= unencoded_len)
+                    .map(|end| unencoded_offset as usize..end as usize)
+                    .ok_or_else(|| {
+                        ApplyError(format!(
+                            "encoded write range {unencoded_offset}+{unencoded_file_len} outside its unencoded length {unencoded_len}"
+                        ))
+                    })?;
+                let bytes = if compression == Compression::None {
+                    // The data is the extent itself: no copy of the whole extent.
+                    if range.end > data.len() {
+                        return Err(ApplyError("encoded write range outside its data".into()));
+                    }
+                    data[range].to_vec()
+                } else {
+                    let mut plain = encoded::decode(compression, &data, unencoded_len)
+                        .map_err(|e| ApplyError(e.to_string()))?;
+                    plain.truncate(range.end);
+                    plain.drain(..range.start);
+                    plain
+                };
                 self.write(path, offset, bytes)?;
             }
             // Not replicated (as btrfs receive): inode flags; no data for UPDATE_EXTENT.

@@ -14,6 +14,7 @@ pub mod changes;
 pub mod clone_src;
 pub mod content;
 pub mod data;
+pub mod encoded;
 pub mod error;
 pub mod ordering;
 pub mod paths;

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use tidefs_fs::{Caller, Fs, FsError, SnapshotOptions, Subvol, SubvolInfo};
+use tidefs_fs::{check_catalog_name, Caller, Fs, FsError, SnapshotOptions, Subvol, SubvolInfo};
 use tidefs_stream::{Command, SendStreamReader, StreamErrorKind, Uuid};
 
 use crate::apply::Applier;
@@ -236,6 +236,12 @@ pub fn receive<R: Read>(
             })
         }
     };
+    // Before anything is made: a name the snapshot cannot take fails only at the end.
+    check_catalog_name(&head.snapshot_name, false).map_err(|e| {
+        target_err(format!(
+            "the stream's subvolume name cannot name a snapshot: {e}"
+        ))
+    })?;
     let token_of = |applied: u64| ResumeToken {
         uuid: head.uuid,
         ctransid: head.ctransid,
@@ -363,6 +369,26 @@ pub fn receive<R: Read>(
         }
         Err(e) => Some(e),
     };
+    let mut metadata = BTreeMap::new();
+    metadata.insert(
+        RECEIVED_CTRANSID_KEY.to_vec(),
+        head.ctransid.to_string().into_bytes(),
+    );
+    // Making the snapshot can fail too; then the receive is undone like any other failure.
+    let (snapshot, failure) = match failure {
+        Some(e) => (None, Some(e)),
+        None => match fs.create_snapshot_with(
+            name,
+            &head.snapshot_name,
+            SnapshotOptions {
+                received_uuid: Some(uuid::Uuid::from_bytes(head.uuid)),
+                metadata,
+            },
+        ) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e.into())),
+        },
+    };
     if let Some(e) = failure {
         let interrupted = matches!(&e, ReceiveError::Stream(s) if matches!(s.kind,
             StreamErrorKind::MissingEnd | StreamErrorKind::TruncatedCommandHeader { .. }
@@ -389,25 +415,16 @@ pub fn receive<R: Read>(
                 }
                 Undo::ResetTo(pre) => {
                     let _ = reset_to(fs, &target, &pre);
+                    // A checkpoint of a resumable receive marked it partial; it is no
+                    // longer (nothing of it is left to resume).
+                    let _ = fs.set_metadata(target.info().id, PARTIAL_KEY, None);
                 }
             }
         }
         return Err(e);
     }
 
-    let mut metadata = BTreeMap::new();
-    metadata.insert(
-        RECEIVED_CTRANSID_KEY.to_vec(),
-        head.ctransid.to_string().into_bytes(),
-    );
-    let snapshot = fs.create_snapshot_with(
-        name,
-        &head.snapshot_name,
-        SnapshotOptions {
-            received_uuid: Some(uuid::Uuid::from_bytes(head.uuid)),
-            metadata,
-        },
-    )?;
+    let snapshot = snapshot.expect("made when nothing failed");
     if partial.is_some() {
         fs.set_metadata(target.info().id, PARTIAL_KEY, None)?;
     }
