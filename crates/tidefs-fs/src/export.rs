@@ -17,13 +17,15 @@ use rustix::fs::{
 use crate::clock::Timespec;
 use crate::error::{FsError, Result};
 use crate::file_data::{ExtentKind, FileExtent};
-use crate::host::{io_err, Xattrs, COPY_CHUNK_BYTES};
+use crate::host::{io_err, Xattrs};
 use crate::import::{CopyStats, Progress};
 use crate::inode::{FileKind, Inode, ROOT_INO};
 use crate::subvol::Subvol;
 
 /// Files up to this size are read with their directory's listing.
 const SMALL_FILE_BYTES: u64 = 1 << 20;
+/// Bytes of a big file per read from the pool.
+const EXPORT_CHUNK_BYTES: u64 = 8 << 20;
 
 struct Entry {
     name: Vec<u8>,
@@ -116,7 +118,6 @@ fn set_attrs(
         .map_err(io_err("utimensat", path))
 }
 
-/// Writes the stored ranges of a file; what lies between stays a hole.
 /// Writes the stored ranges of a file (what lies between stays a hole), then its
 /// attributes, all through one descriptor opened relative to its directory.
 fn write_file(
@@ -134,6 +135,8 @@ fn write_file(
         Mode::from_raw_mode(0o600),
     )
     .map_err(io_err("create", path))?;
+    // The stored ranges, in chunks; what lies between stays a hole.
+    let mut chunks = Vec::new();
     let mut written_end = 0;
     for ext in &e.extents {
         if ext.kind == ExtentKind::Prealloc {
@@ -142,21 +145,49 @@ fn write_file(
         let end = (ext.offset + ext.len).min(e.inode.size);
         let mut off = ext.offset;
         while off < end {
-            let n = (end - off).min(COPY_CHUNK_BYTES as u64);
-            let chunk = match &e.data {
-                Some(d) => d[off as usize..(off + n) as usize].to_vec(),
-                None => sub.read(e.inode.ino, off, n)?,
-            };
-            let mut done = 0;
-            while done < chunk.len() {
-                done += rustix::io::pwrite(&fd, &chunk[done..], off + done as u64)
-                    .map_err(io_err("write", path))?;
-            }
+            let n = (end - off).min(EXPORT_CHUNK_BYTES);
+            chunks.push((off, n));
             off += n;
-            stats.bytes += n;
-            progress.bytes += n;
         }
         written_end = written_end.max(end);
+    }
+    let mut write_chunk = |off: u64, chunk: &[u8]| -> Result<()> {
+        let mut done = 0;
+        while done < chunk.len() {
+            done += rustix::io::pwrite(&fd, &chunk[done..], off + done as u64)
+                .map_err(io_err("write", path))?;
+        }
+        stats.bytes += chunk.len() as u64;
+        progress.bytes += chunk.len() as u64;
+        Ok(())
+    };
+    match &e.data {
+        Some(d) => {
+            for &(off, n) in &chunks {
+                write_chunk(off, &d[off as usize..(off + n) as usize])?;
+            }
+        }
+        // A big file: a reader thread reads the next chunks from the pool while this one
+        // writes, so reading and writing overlap.
+        None => std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(2);
+            let ino = e.inode.ino;
+            let chunks = &chunks;
+            scope.spawn(move || {
+                for &(off, n) in chunks {
+                    let read = sub.read(ino, off, n).map(|data| (off, data));
+                    let failed = read.is_err();
+                    if tx.send(read).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            for item in rx {
+                let (off, data) = item?;
+                write_chunk(off, &data)?;
+            }
+            Ok(())
+        })?,
     }
     if written_end < e.inode.size {
         rustix::fs::ftruncate(&fd, e.inode.size).map_err(io_err("truncate", path))?;

@@ -12,9 +12,6 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use crate::clock::Timespec;
 use crate::error::{FsError, Result};
 
-/// Bytes of a file's data read in one piece during import and export.
-pub(crate) const COPY_CHUNK_BYTES: usize = 2 << 20;
-
 /// Name/value pairs of a file's xattrs.
 pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
