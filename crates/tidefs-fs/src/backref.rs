@@ -8,6 +8,7 @@ use crate::error::{FsError, Result};
 use crate::inode::ROOT_INO;
 use crate::keys::{key_u64, kind_prefix, KIND_BACKREF};
 use crate::limits::{PATH_BYTES_MAX, PATH_DEPTH_MAX};
+use crate::records::RecordError;
 
 /// One name of an inode.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,17 +17,21 @@ pub struct BackRef {
     pub name: Vec<u8>,
 }
 
+/// The name a back-reference key `(ino, BACKREF, parent, name)` records.
+pub(crate) fn backref_of_key(key: &[u8]) -> Result<BackRef, RecordError> {
+    let parent = key_u64(key, 9).ok_or_else(|| RecordError::new(key, "no parent in the key"))?;
+    Ok(BackRef {
+        parent,
+        name: key[17..].to_vec(),
+    })
+}
+
 /// Every name of `ino`, ordered by (parent, name).
 pub(crate) fn backrefs(view: &TreeView, ino: u64) -> Result<Vec<BackRef>> {
     let mut out = Vec::new();
     for r in view.prefix(&kind_prefix(ino, KIND_BACKREF))? {
         let r = r?;
-        let parent = key_u64(&r.key, 9)
-            .ok_or_else(|| FsError::corrupt(view.id(), "bad back-reference key"))?;
-        out.push(BackRef {
-            parent,
-            name: r.key[17..].to_vec(),
-        });
+        out.push(backref_of_key(&r.key).map_err(|e| FsError::record(view.id(), e))?);
     }
     Ok(out)
 }
@@ -35,15 +40,9 @@ pub(crate) fn backrefs(view: &TreeView, ino: u64) -> Result<Vec<BackRef>> {
 pub(crate) fn first_backref(view: &TreeView, ino: u64) -> Result<Option<BackRef>> {
     match view.prefix(&kind_prefix(ino, KIND_BACKREF))?.next() {
         None => Ok(None),
-        Some(r) => {
-            let r = r?;
-            let parent = key_u64(&r.key, 9)
-                .ok_or_else(|| FsError::corrupt(view.id(), "bad back-reference key"))?;
-            Ok(Some(BackRef {
-                parent,
-                name: r.key[17..].to_vec(),
-            }))
-        }
+        Some(r) => backref_of_key(&r?.key)
+            .map(Some)
+            .map_err(|e| FsError::record(view.id(), e)),
     }
 }
 

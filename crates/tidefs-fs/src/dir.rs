@@ -20,6 +20,7 @@ use crate::keys::{
     backref_key, dirent_hash_key, dirent_index_key, key_u64, kind_prefix, le_u64, KIND_DIRENT_INDEX,
 };
 use crate::limits::NAME_BYTES_MAX;
+use crate::records::RecordError;
 
 /// 64-bit FNV-1a: stable across builds (it is part of the on-disk format) and cheap.
 /// Collisions are harmless: entries sharing a hash share one record.
@@ -75,15 +76,16 @@ pub struct ReaddirEntry {
     pub next_cookie: u64,
 }
 
-fn decode_hash_record(tree: tidefs_store::TreeId, mut v: &[u8]) -> Result<Vec<DirEntry>> {
+/// The entries of the DIRENT_HASH record `(key, v)`.
+pub(crate) fn decode_hash_record(key: &[u8], mut v: &[u8]) -> Result<Vec<DirEntry>, RecordError> {
     let mut out = Vec::new();
     while !v.is_empty() {
         if v.len() < 18 || v.len() < 18 + v[17] as usize {
-            return Err(FsError::corrupt(tree, "directory hash record is truncated"));
+            return Err(RecordError::new(key, "directory hash record is truncated"));
         }
         let len = v[17] as usize;
-        let kind =
-            FileKind::from_dtype(v[16]).ok_or_else(|| FsError::corrupt(tree, "bad entry type"))?;
+        let kind = FileKind::from_dtype(v[16])
+            .ok_or_else(|| RecordError::new(key, format!("bad entry type {}", v[16])))?;
         out.push(DirEntry {
             ino: le_u64(v, 0),
             index: le_u64(v, 8),
@@ -95,7 +97,7 @@ fn decode_hash_record(tree: tidefs_store::TreeId, mut v: &[u8]) -> Result<Vec<Di
     Ok(out)
 }
 
-fn encode_hash_record(entries: &[DirEntry]) -> Vec<u8> {
+pub(crate) fn encode_hash_record(entries: &[DirEntry]) -> Vec<u8> {
     let mut v = Vec::new();
     for e in entries {
         v.extend_from_slice(&e.ino.to_le_bytes());
@@ -107,20 +109,16 @@ fn encode_hash_record(entries: &[DirEntry]) -> Vec<u8> {
     v
 }
 
-pub(crate) fn decode_index_record(
-    tree: tidefs_store::TreeId,
-    index: u64,
-    v: &[u8],
-) -> Result<DirEntry> {
+/// The entry of the DIRENT_INDEX record `(key, v)`; the key holds its readdir index.
+pub(crate) fn decode_index_record(key: &[u8], v: &[u8]) -> Result<DirEntry, RecordError> {
+    let index = key_u64(key, 9).ok_or_else(|| RecordError::new(key, "bad index key"))?;
     if v.len() < 9 {
-        return Err(FsError::corrupt(
-            tree,
-            "directory index record is truncated",
-        ));
+        return Err(RecordError::new(key, "directory index record is truncated"));
     }
     Ok(DirEntry {
         ino: le_u64(v, 0),
-        kind: FileKind::from_dtype(v[8]).ok_or_else(|| FsError::corrupt(tree, "bad entry type"))?,
+        kind: FileKind::from_dtype(v[8])
+            .ok_or_else(|| RecordError::new(key, format!("bad entry type {}", v[8])))?,
         index,
         name: v[9..].to_vec(),
     })
@@ -142,7 +140,8 @@ impl Cx<'_, '_> {
         let Some(r) = self.get(&dirent_hash_key(dir, name_hash(name)))? else {
             return Ok(None);
         };
-        Ok(decode_hash_record(tree, &r.value)?
+        Ok(decode_hash_record(&r.key, &r.value)
+            .map_err(|e| FsError::record(tree, e))?
             .into_iter()
             .find(|e| e.name == name))
     }
@@ -160,7 +159,9 @@ impl Cx<'_, '_> {
         dir.next_index += 1;
         let hkey = dirent_hash_key(dir.ino, name_hash(name));
         let mut entries = match self.get(&hkey)? {
-            Some(r) => decode_hash_record(tree, &r.value)?,
+            Some(r) => {
+                decode_hash_record(&r.key, &r.value).map_err(|e| FsError::record(tree, e))?
+            }
             None => Vec::new(),
         };
         entries.push(DirEntry {
@@ -185,7 +186,9 @@ impl Cx<'_, '_> {
         let tree = self.tree;
         let hkey = dirent_hash_key(dir.ino, name_hash(name));
         let mut entries = match self.get(&hkey)? {
-            Some(r) => decode_hash_record(tree, &r.value)?,
+            Some(r) => {
+                decode_hash_record(&r.key, &r.value).map_err(|e| FsError::record(tree, e))?
+            }
             None => Vec::new(),
         };
         let pos = entries
@@ -216,7 +219,9 @@ impl Cx<'_, '_> {
         let tree = self.tree;
         let hkey = dirent_hash_key(dir, name_hash(name));
         let mut entries = match self.get(&hkey)? {
-            Some(r) => decode_hash_record(tree, &r.value)?,
+            Some(r) => {
+                decode_hash_record(&r.key, &r.value).map_err(|e| FsError::record(tree, e))?
+            }
             None => Vec::new(),
         };
         let e = entries
@@ -279,14 +284,12 @@ impl Cx<'_, '_> {
         let hi = dirent_index_key(dir.ino, u64::MAX);
         for r in self.view()?.range(lo.as_slice()..=hi.as_slice())? {
             let r = r?;
-            let index =
-                key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(tree, "bad index key"))?;
-            let e = decode_index_record(tree, index, &r.value)?;
+            let e = decode_index_record(&r.key, &r.value).map_err(|e| FsError::record(tree, e))?;
             out.push(ReaddirEntry {
                 name: e.name,
                 ino: e.ino,
                 kind: e.kind,
-                next_cookie: index + 1,
+                next_cookie: e.index + 1,
             });
             if out.len() >= max {
                 break;
@@ -301,9 +304,7 @@ impl Cx<'_, '_> {
         let mut out = Vec::new();
         for r in self.view()?.prefix(&kind_prefix(dir, KIND_DIRENT_INDEX))? {
             let r = r?;
-            let index =
-                key_u64(&r.key, 9).ok_or_else(|| FsError::corrupt(tree, "bad index key"))?;
-            out.push(decode_index_record(tree, index, &r.value)?);
+            out.push(decode_index_record(&r.key, &r.value).map_err(|e| FsError::record(tree, e))?);
         }
         Ok(out)
     }
@@ -337,11 +338,9 @@ mod tests {
             },
         ];
         let v = encode_hash_record(&entries);
-        assert_eq!(
-            decode_hash_record(tidefs_store::TreeId(2), &v).unwrap(),
-            entries
-        );
-        assert!(decode_hash_record(tidefs_store::TreeId(2), &v[..v.len() - 1]).is_err());
+        let key = dirent_hash_key(256, name_hash(b"x"));
+        assert_eq!(decode_hash_record(&key, &v).unwrap(), entries);
+        assert!(decode_hash_record(&key, &v[..v.len() - 1]).is_err());
     }
 
     #[test]

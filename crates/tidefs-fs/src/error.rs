@@ -153,6 +153,11 @@ impl FsError {
         }
     }
 
+    /// A record of `tree` that does not decode.
+    pub(crate) fn record(tree: tidefs_store::TreeId, e: crate::records::RecordError) -> FsError {
+        FsError::corrupt(tree, e.to_string())
+    }
+
     pub(crate) fn host(
         op: &'static str,
         path: &std::path::Path,

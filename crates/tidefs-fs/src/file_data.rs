@@ -36,6 +36,7 @@ use crate::keys::{data_key, kind_prefix, KIND_DATA};
 use crate::limits::{
     DATA_BLOCK_BYTES, EXTENT_RECORD_BLOCKS_MAX, FILE_BYTES_MAX, INLINE_DATA_BYTES_MAX,
 };
+use crate::records::RecordError;
 
 const B: u64 = DATA_BLOCK_BYTES as u64;
 const TYPE_INLINE: u8 = 0;
@@ -49,24 +50,27 @@ pub mod falloc {
     pub const ZERO_RANGE: u32 = 0x10;
 }
 
-/// One block record.
-#[derive(Debug, Clone)]
-pub(crate) struct BlockRec {
+/// A data record that maps file blocks `[start, start + len)` onto blocks
+/// `[ext_off, ext_off + len)` of `extent` (blocks of [`DATA_BLOCK_BYTES`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRecord {
     /// First file block.
-    start: u64,
-    len: u64,
-    extent: Extent,
-    ext_off: u64,
+    pub start: u64,
+    /// Blocks mapped (at least 1).
+    pub len: u64,
+    pub extent: Extent,
+    /// First block inside `extent`.
+    pub ext_off: u64,
     /// Per-block crc32c; `None` for preallocated (zero-reading) blocks.
-    crcs: Option<Vec<u32>>,
+    pub crcs: Option<Vec<u32>>,
 }
 
-impl BlockRec {
+impl BlockRecord {
     fn end(&self) -> u64 {
         self.start + self.len
     }
 
-    fn payload(&self) -> Vec<u8> {
+    pub(crate) fn payload(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(12 + self.crcs.as_ref().map_or(0, |c| 4 * c.len()));
         v.push(if self.crcs.is_some() {
             TYPE_DATA
@@ -85,10 +89,10 @@ impl BlockRec {
     }
 
     /// The part of this record covering file blocks `[lo, hi)` (inside the record).
-    fn slice(&self, lo: u64, hi: u64) -> BlockRec {
+    fn slice(&self, lo: u64, hi: u64) -> BlockRecord {
         let skip = (lo - self.start) as usize;
         let n = (hi - lo) as usize;
-        BlockRec {
+        BlockRecord {
             start: lo,
             len: hi - lo,
             extent: self.extent,
@@ -123,16 +127,20 @@ pub(crate) enum CloneSource {
     /// range (past the inline record) is a hole.
     Bytes(Vec<u8>),
     /// The block records of source blocks `[lo, …)`, cut to the range (holes are absent).
-    Blocks { lo: u64, recs: Vec<BlockRec> },
+    Blocks { lo: u64, recs: Vec<BlockRecord> },
 }
 
-enum DataRecord {
+/// One decoded DATA record of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataRecord {
+    /// The file's first bytes, kept in the record (offset 0 only).
     Inline(Vec<u8>),
-    Block(BlockRec),
+    Block(BlockRecord),
 }
 
-fn decode(tree: tidefs_store::TreeId, r: &tidefs_store::Record) -> Result<DataRecord> {
-    let bad = |what: &str| FsError::corrupt(tree, format!("data record: {what}"));
+/// Decodes the DATA record `r` (the format table is in the module doc).
+pub(crate) fn decode_record(r: &tidefs_store::Record) -> Result<DataRecord, RecordError> {
+    let bad = |what: &str| RecordError::new(&r.key, what);
     let offset = tidefs_store::parse_key3(&r.key)
         .ok_or_else(|| bad("bad key"))?
         .2;
@@ -160,7 +168,7 @@ fn decode(tree: tidefs_store::TreeId, r: &tidefs_store::Record) -> Result<DataRe
             } else {
                 None
             };
-            Ok(DataRecord::Block(BlockRec {
+            Ok(DataRecord::Block(BlockRecord {
                 start: offset / B,
                 len,
                 extent,
@@ -170,6 +178,10 @@ fn decode(tree: tidefs_store::TreeId, r: &tidefs_store::Record) -> Result<DataRe
         }
         _ => Err(bad("unknown type")),
     }
+}
+
+fn decode(tree: tidefs_store::TreeId, r: &tidefs_store::Record) -> Result<DataRecord> {
+    decode_record(r).map_err(|e| FsError::record(tree, e))
 }
 
 impl Cx<'_, '_> {
@@ -193,7 +205,7 @@ impl Cx<'_, '_> {
     }
 
     /// Block records overlapping file blocks `[lo, hi)`, in order.
-    fn block_records(&mut self, ino: u64, lo: u64, hi: u64) -> Result<Vec<BlockRec>> {
+    fn block_records(&mut self, ino: u64, lo: u64, hi: u64) -> Result<Vec<BlockRecord>> {
         let tree = self.tree;
         let view = self.view()?;
         let lo_key = data_key(ino, lo.saturating_mul(B));
@@ -295,7 +307,7 @@ impl Cx<'_, '_> {
         Ok(removed)
     }
 
-    fn put_block_rec(&mut self, ino: u64, rec: &BlockRec) -> Result<()> {
+    fn put_block_rec(&mut self, ino: u64, rec: &BlockRecord) -> Result<()> {
         self.t.insert_with_extent(
             self.tree,
             &data_key(ino, rec.start * B),
@@ -320,7 +332,7 @@ impl Cx<'_, '_> {
         self.t.write_extents(&writes)?;
         for (i, &(extent, chunk)) in writes.iter().enumerate() {
             let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
-            let rec = BlockRec {
+            let rec = BlockRecord {
                 start: lo + (i * chunk_bytes / DATA_BLOCK_BYTES) as u64,
                 len: u64::from(blocks),
                 extent,
@@ -525,7 +537,7 @@ impl Cx<'_, '_> {
             while from < to {
                 let blocks = (to - from).min(u64::from(EXTENT_RECORD_BLOCKS_MAX));
                 let extent = self.t.alloc_extent(blocks as u32)?;
-                let rec = BlockRec {
+                let rec = BlockRecord {
                     start: from,
                     len: blocks,
                     extent,

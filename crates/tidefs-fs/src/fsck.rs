@@ -146,7 +146,6 @@ fn check_tree(cx: &mut Cx<'_, '_>, verify_data: bool) -> Result<Vec<FsProblem>> 
 }
 
 fn collect(c: &mut Checker, s: &mut Seen, r: &tidefs_store::Record) -> Result<()> {
-    let tree = c.tree;
     let Some((obj, kind)) = split_key(&r.key) else {
         c.problem(None, format!("key of {} bytes", r.key.len()));
         return Ok(());
@@ -173,16 +172,13 @@ fn collect(c: &mut Checker, s: &mut Seen, r: &tidefs_store::Record) -> Result<()
             s.backrefs
                 .insert((obj, parent, r.key[17..].to_vec()), index);
         }
-        KIND_DIRENT_INDEX => {
-            let index = key_u64(&r.key, 9).unwrap_or(0);
-            match decode_index_record(tree, index, &r.value) {
-                Ok(e) => {
-                    s.by_index
-                        .insert((obj, e.name), (e.ino, e.kind.dtype(), index));
-                }
-                Err(e) => c.problem(ino, e.to_string()),
+        KIND_DIRENT_INDEX => match decode_index_record(&r.key, &r.value) {
+            Ok(e) => {
+                s.by_index
+                    .insert((obj, e.name), (e.ino, e.kind.dtype(), e.index));
             }
-        }
+            Err(e) => c.problem(ino, e.to_string()),
+        },
         KIND_DIRENT_HASH => {
             let hash = key_u64(&r.key, 9).unwrap_or(0);
             let mut v = r.value.as_slice();

@@ -167,6 +167,11 @@ impl Inode {
         self.mode & S_IFMT == S_IFDIR
     }
 
+    /// The permission bits of the mode (what chmod sets).
+    pub fn perm(&self) -> u32 {
+        self.mode & MODE_PERM_BITS
+    }
+
     /// `st_blocks`: 512-byte units.
     pub fn st_blocks(&self) -> u64 {
         self.blocks * 8

@@ -24,17 +24,17 @@ use tidefs_store::{key3, KeyBuf};
 
 pub(crate) const KIND_HEADER: u8 = 0x01;
 pub(crate) const KIND_ORPHAN: u8 = 0x02;
-pub(crate) const KIND_INODE: u8 = 0x10;
-pub(crate) const KIND_BACKREF: u8 = 0x20;
-pub(crate) const KIND_DIRENT_HASH: u8 = 0x30;
-pub(crate) const KIND_DIRENT_INDEX: u8 = 0x31;
-pub(crate) const KIND_XATTR: u8 = 0x40;
-pub(crate) const KIND_XATTR_CHUNK: u8 = 0x41;
-pub(crate) const KIND_SYMLINK: u8 = 0x50;
-pub(crate) const KIND_DATA: u8 = 0x60;
+pub const KIND_INODE: u8 = 0x10;
+pub const KIND_BACKREF: u8 = 0x20;
+pub const KIND_DIRENT_HASH: u8 = 0x30;
+pub const KIND_DIRENT_INDEX: u8 = 0x31;
+pub const KIND_XATTR: u8 = 0x40;
+pub const KIND_XATTR_CHUNK: u8 = 0x41;
+pub const KIND_SYMLINK: u8 = 0x50;
+pub const KIND_DATA: u8 = 0x60;
 
 /// Object id of the records that belong to the subvolume rather than to an inode.
-pub(crate) const SUBVOL_OBJECT: u64 = 0;
+pub const SUBVOL_OBJECT: u64 = 0;
 
 pub(crate) fn header_key() -> Vec<u8> {
     key3(SUBVOL_OBJECT, KIND_HEADER, 0)
@@ -100,6 +100,34 @@ pub(crate) fn data_key(ino: u64, offset: u64) -> Vec<u8> {
     key3(ino, KIND_DATA, offset)
 }
 
+/// The name in an XATTR or XATTR_CHUNK key (the inverse of [`xattr_key`] and
+/// [`xattr_chunk_key`]).
+pub(crate) fn xattr_name_of_key(key: &[u8]) -> Option<&[u8]> {
+    match *key.get(8)? {
+        KIND_XATTR => Some(&key[9..]),
+        // name, 0x00, u32 chunk index
+        KIND_XATTR_CHUNK if key.len() >= 9 + 5 => Some(&key[9..key.len() - 5]),
+        _ => None,
+    }
+}
+
+/// What a record kind is called in messages.
+pub(crate) fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        KIND_HEADER => "header",
+        KIND_ORPHAN => "orphan",
+        KIND_INODE => "inode",
+        KIND_BACKREF => "back-reference",
+        KIND_DIRENT_HASH => "dirent-hash",
+        KIND_DIRENT_INDEX => "dirent-index",
+        KIND_XATTR => "xattr",
+        KIND_XATTR_CHUNK => "xattr-chunk",
+        KIND_SYMLINK => "symlink",
+        KIND_DATA => "data",
+        _ => "unknown",
+    }
+}
+
 /// Object id and kind of any key of a subvolume tree.
 pub(crate) fn split_key(key: &[u8]) -> Option<(u64, u8)> {
     if key.len() < 9 {
@@ -147,5 +175,8 @@ mod tests {
         assert_eq!(split_key(&keys[1]), Some((300, KIND_BACKREF)));
         assert_eq!(key_u64(&keys[1], 9), Some(256));
         assert!(header_key() < orphan_key(0) && orphan_key(u64::MAX) < inode_key(1));
+        assert_eq!(xattr_name_of_key(&keys[4]), Some(&b"user.a"[..]));
+        assert_eq!(xattr_name_of_key(&keys[5]), Some(&b"user.a"[..]));
+        assert_eq!(xattr_name_of_key(&keys[0]), None);
     }
 }

@@ -5,7 +5,8 @@
 //! xattrs, symlink targets and file extents. [`Subvol`] handles carry the operations by
 //! inode number (shaped for FUSE); import, export and diff work on whole trees.
 //! The record layout is specified in `FORMAT.md` and in the doc comments of `keys.rs`,
-//! `inode.rs`, `dir.rs`, `file_data.rs`, `xattr.rs` and `catalog.rs`.
+//! `inode.rs`, `dir.rs`, `file_data.rs`, `xattr.rs` and `catalog.rs`; [`records`] decodes
+//! it for readers of raw subvolume trees (send).
 
 mod backref;
 mod caller;
@@ -26,6 +27,7 @@ mod import;
 mod inode;
 mod keys;
 pub mod limits;
+pub mod records;
 mod remove;
 mod rename;
 mod setattr;

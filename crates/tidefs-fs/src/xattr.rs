@@ -8,11 +8,14 @@
 //!
 //! Big values (Linux allows 64 KiB) are split because a record value holds at most 3 KiB.
 
+use tidefs_store::Record;
+
 use crate::cx::Cx;
 use crate::error::{FsError, Result};
 use crate::inode::{FileKind, Inode};
-use crate::keys::{kind_prefix, xattr_chunk_key, xattr_key, KIND_XATTR};
+use crate::keys::{kind_prefix, split_key, xattr_chunk_key, xattr_key, KIND_XATTR};
 use crate::limits::{VALUE_CHUNK_BYTES, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX};
+use crate::records::RecordError;
 
 /// `setxattr` flags (Linux values).
 pub mod xattr_flags {
@@ -23,6 +26,64 @@ pub mod xattr_flags {
 const SMALL: u8 = 0;
 const CHUNKED: u8 = 1;
 const NAMESPACES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
+
+/// What an XATTR record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XattrValue {
+    /// The whole value.
+    Small(Vec<u8>),
+    /// A value of `len` bytes kept in XATTR_CHUNK records `0..chunks`.
+    Chunked { len: usize, chunks: u32 },
+}
+
+/// Decodes the XATTR record `(key, v)`.
+pub(crate) fn decode_xattr_record(key: &[u8], v: &[u8]) -> Result<XattrValue, RecordError> {
+    match v.first() {
+        Some(&SMALL) => Ok(XattrValue::Small(v[1..].to_vec())),
+        Some(&CHUNKED) if v.len() == 9 => Ok(XattrValue::Chunked {
+            len: u32::from_le_bytes(v[1..5].try_into().expect("4")) as usize,
+            chunks: u32::from_le_bytes(v[5..9].try_into().expect("4")),
+        }),
+        _ => Err(RecordError::new(key, "xattr record does not decode")),
+    }
+}
+
+/// The whole value of the xattr whose XATTR record is `r`, reading the chunks of a big
+/// value through `chunk` (by key). Generic over the reader so that an operation (through
+/// its transaction) and send (through a frozen tree) share it.
+pub(crate) fn xattr_value<E>(
+    r: &Record,
+    mut chunk: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Result<Vec<u8>, RecordError>, E> {
+    let (len, chunks) = match decode_xattr_record(&r.key, &r.value) {
+        Ok(XattrValue::Small(v)) => return Ok(Ok(v)),
+        Ok(XattrValue::Chunked { len, chunks }) => (len, chunks),
+        Err(e) => return Ok(Err(e)),
+    };
+    let (Some((ino, _)), Some(name)) = (split_key(&r.key), r.key.get(9..)) else {
+        return Ok(Err(RecordError::new(&r.key, "bad xattr key")));
+    };
+    // `len` comes from disk: reserve no more than a valid value can hold.
+    let mut out = Vec::with_capacity(len.min(XATTR_VALUE_BYTES_MAX));
+    for i in 0..chunks {
+        match chunk(&xattr_chunk_key(ino, name, i))? {
+            Some(c) => out.extend_from_slice(&c),
+            None => {
+                return Ok(Err(RecordError::new(
+                    &r.key,
+                    format!("xattr chunk {i} of {chunks} missing"),
+                )))
+            }
+        }
+    }
+    if out.len() != len {
+        return Ok(Err(RecordError::new(
+            &r.key,
+            format!("xattr chunks hold {} bytes, not {len}", out.len()),
+        )));
+    }
+    Ok(Ok(out))
+}
 
 /// Checks an xattr name as the VFS does, and whether this inode may carry it.
 pub(crate) fn check_xattr_name(inode: &Inode, name: &[u8], writing: bool) -> Result<()> {
@@ -68,32 +129,9 @@ impl Cx<'_, '_> {
         let Some(r) = self.get(&xattr_key(ino, name))? else {
             return Ok(None);
         };
-        let v = r.value;
-        match v.first() {
-            Some(&SMALL) => Ok(Some(v[1..].to_vec())),
-            Some(&CHUNKED) if v.len() == 9 => {
-                let len = u32::from_le_bytes(v[1..5].try_into().expect("4")) as usize;
-                let chunks = u32::from_le_bytes(v[5..9].try_into().expect("4"));
-                let mut out = Vec::with_capacity(len);
-                for i in 0..chunks {
-                    let c = self.get(&xattr_chunk_key(ino, name, i))?.ok_or_else(|| {
-                        FsError::corrupt(tree, format!("inode {ino}: xattr chunk {i} missing"))
-                    })?;
-                    out.extend_from_slice(&c.value);
-                }
-                if out.len() != len {
-                    return Err(FsError::corrupt(
-                        tree,
-                        format!("inode {ino}: xattr length mismatch"),
-                    ));
-                }
-                Ok(Some(out))
-            }
-            _ => Err(FsError::corrupt(
-                tree,
-                format!("inode {ino}: xattr record does not decode"),
-            )),
-        }
+        xattr_value(&r, |k| Ok::<_, FsError>(self.get(k)?.map(|c| c.value)))?
+            .map(Some)
+            .map_err(|e| FsError::record(tree, e))
     }
 
     fn remove_xattr_records(&mut self, ino: u64, name: &[u8]) -> Result<bool> {
@@ -101,8 +139,7 @@ impl Cx<'_, '_> {
         let Some(r) = self.get(&key)? else {
             return Ok(false);
         };
-        if r.value.first() == Some(&CHUNKED) && r.value.len() == 9 {
-            let chunks = u32::from_le_bytes(r.value[5..9].try_into().expect("4"));
+        if let Ok(XattrValue::Chunked { chunks, .. }) = decode_xattr_record(&key, &r.value) {
             for i in 0..chunks {
                 self.del(&xattr_chunk_key(ino, name, i))?;
             }
