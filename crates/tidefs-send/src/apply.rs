@@ -13,7 +13,7 @@ use tidefs_fs::{Caller, FileKind, Fs, FsError, SetAttr, Subvol, TimeSet, Timespe
 use tidefs_stream::{Command, Timespec as WireTime, Uuid};
 
 use crate::encoded::{self, Compression, DecodeError};
-use crate::records::rdev_from_stream;
+use crate::rdev::rdev_from_stream;
 
 const S_IFIFO: u32 = 0o010000;
 const S_IFSOCK: u32 = 0o140000;

@@ -5,25 +5,27 @@
 //! in key order, which is inode order; cost follows the changes. Full: every record of the
 //! snapshot, in one sequential scan.
 
-use tidefs_fs::ROOT_INO;
+use tidefs_fs::records::{
+    decode_backref_key, decode_inode, object_prefix, parse_key, RecordKey, KIND_BACKREF,
+    KIND_INODE, SUBVOL_OBJECT,
+};
+use tidefs_fs::{Inode, ROOT_INO};
 use tidefs_store::{DiffEntry, Record};
 
 use crate::error::{SendError, SendResult};
 use crate::ordering::InodeChange;
-use crate::records::{
-    backref_of_key, object_prefix, split_key, InodeItem, KIND_BACKREF, KIND_INODE, SUBVOL_OBJECT,
-};
 use crate::snap::SnapView;
 
-fn live(item: Option<InodeItem>) -> Option<InodeItem> {
+fn live(item: Option<Inode>) -> Option<Inode> {
     item.filter(|i| i.nlink > 0 || i.ino == ROOT_INO)
 }
 
 fn names_in(records: &[DiffEntry]) -> Vec<(u64, Vec<u8>)> {
     records
         .iter()
-        .filter(|d| d.new.is_some() && split_key(&d.key).map(|k| k.1) == Some(KIND_BACKREF))
-        .filter_map(|d| backref_of_key(&d.key))
+        .filter(|d| d.new.is_some() && parse_key(&d.key).map(|k| k.kind) == Ok(KIND_BACKREF))
+        .filter_map(|d| decode_backref_key(&d.key).ok())
+        .map(|b| (b.parent, b.name))
         .collect()
 }
 
@@ -92,10 +94,12 @@ pub fn walk_incremental(
     let mut group_ino = None;
     for d in parent.view.diff(&snap.view)? {
         let d = d?;
-        let (obj, _) = split_key(&d.key).ok_or_else(|| SendError::Corrupt {
-            tree: snap.view.id().0,
-            what: "a key shorter than 9 bytes".into(),
-        })?;
+        let obj = parse_key(&d.key)
+            .map_err(|source| SendError::Record {
+                tree: snap.view.id().0,
+                source,
+            })?
+            .object;
         if obj == SUBVOL_OBJECT {
             continue;
         }
@@ -128,12 +132,12 @@ pub fn walk_full(
         |ino: u64, records: Vec<DiffEntry>, f: &mut dyn FnMut(&InodeChange) -> SendResult<()>| {
             let item = records
                 .iter()
-                .find(|d| split_key(&d.key).map(|k| k.1) == Some(KIND_INODE))
+                .find(|d| parse_key(&d.key).map(|k| k.kind) == Ok(KIND_INODE))
                 .and_then(|d| d.new.as_ref())
                 .map(|r| {
-                    InodeItem::decode(ino, &r.value).ok_or_else(|| SendError::Corrupt {
+                    decode_inode(r).map_err(|source| SendError::Record {
                         tree: snap.view.id().0,
-                        what: format!("inode {ino} does not decode"),
+                        source,
                     })
                 })
                 .transpose()?;
@@ -152,7 +156,7 @@ pub fn walk_full(
         };
     for r in snap.view.range::<std::ops::RangeFull>(..)? {
         let r = r?;
-        let Some((obj, _)) = split_key(&r.key) else {
+        let Ok(RecordKey { object: obj, .. }) = parse_key(&r.key) else {
             continue;
         };
         if obj == SUBVOL_OBJECT {

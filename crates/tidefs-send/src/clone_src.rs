@@ -6,11 +6,12 @@
 //! cloned from a source when the source's same inode (same generation) maps that block to
 //! the very same extent block. Finding that costs one lookup per changed file and source.
 
+use tidefs_fs::records::DataRecord;
 use tidefs_store::Extent;
 use tidefs_stream::Uuid;
 
+use crate::data::BLOCK_BYTES;
 use crate::error::SendResult;
-use crate::records::{DataRecord, BLOCK_BYTES};
 use crate::snap::SnapView;
 
 /// One snapshot the receiver holds.
@@ -66,16 +67,11 @@ impl CloneSources {
             };
             let mut blocks = Vec::new();
             for r in s.view.data_records(ino)? {
-                if let DataRecord::Blocks {
-                    start,
-                    len,
-                    extent,
-                    ext_off,
-                    prealloc: false,
-                    ..
-                } = r
-                {
-                    blocks.push((start, len, extent, ext_off));
+                // Preallocated blocks (no checksums) hold no data to clone.
+                if let DataRecord::Block(b) = r {
+                    if b.crcs.is_some() {
+                        blocks.push((b.start, b.len, b.extent, b.ext_off));
+                    }
                 }
             }
             out.push(CloneFile {

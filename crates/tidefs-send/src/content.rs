@@ -6,13 +6,13 @@
 
 use std::collections::BTreeSet;
 
-use tidefs_fs::FileKind;
+use tidefs_fs::records::{parse_key, xattr_name_of_key, RecordKey, KIND_XATTR};
+use tidefs_fs::{FileKind, Inode};
 use tidefs_stream::{Command, StreamVersion, Timespec as WireTime};
 
 use crate::error::SendResult;
 use crate::ordering::{Engine, InodeChange};
 use crate::paths::Lino;
-use crate::records::{split_key, xattr_name_of_key, InodeItem, KIND_XATTR, KIND_XATTR_CHUNK};
 
 const CAPABILITY_XATTR: &[u8] = b"security.capability";
 
@@ -24,7 +24,7 @@ fn wire(t: tidefs_fs::Timespec) -> WireTime {
 }
 
 /// The UTIMES command for an inode (OTIME only in version 2).
-pub(crate) fn utimes(path: Vec<u8>, item: &InodeItem, version: StreamVersion) -> Command {
+pub(crate) fn utimes(path: Vec<u8>, item: &Inode, version: StreamVersion) -> Command {
     Command::Utimes {
         path,
         atime: wire(item.atime),
@@ -44,10 +44,16 @@ fn xattr_changes(e: &Engine<'_>, ch: &InodeChange, same: bool) -> SendResult<Xat
         if ch.complete {
             let mut set = Vec::new();
             for d in &ch.records {
-                if let (Some((_, KIND_XATTR)), Some(r)) = (split_key(&d.key), &d.new) {
-                    let name = d.key[9..].to_vec();
-                    let value = e.snap.xattr_value(ino, &name, &r.value)?;
-                    set.push((name, value));
+                if let (
+                    Ok(RecordKey {
+                        kind: KIND_XATTR,
+                        rest: name,
+                        ..
+                    }),
+                    Some(r),
+                ) = (parse_key(&d.key), &d.new)
+                {
+                    set.push((name.to_vec(), e.snap.xattr_value(r)?));
                 }
             }
             return Ok((set, Vec::new()));
@@ -56,10 +62,9 @@ fn xattr_changes(e: &Engine<'_>, ch: &InodeChange, same: bool) -> SendResult<Xat
     }
     let mut names = BTreeSet::new();
     for d in &ch.records {
-        if let Some((_, KIND_XATTR | KIND_XATTR_CHUNK)) = split_key(&d.key) {
-            if let Some(n) = xattr_name_of_key(&d.key) {
-                names.insert(n);
-            }
+        // Only XATTR and XATTR_CHUNK keys have an xattr name.
+        if let Ok(n) = xattr_name_of_key(&d.key) {
+            names.insert(n.to_vec());
         }
     }
     let mut set = Vec::new();

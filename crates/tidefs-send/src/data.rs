@@ -10,6 +10,8 @@
 //! version 2 and are left as holes in version 1. TRUNCATE follows when the size changed
 //! (or, for a new file, when it ends past its last data).
 
+use tidefs_fs::limits::{DATA_BLOCK_BYTES, INLINE_DATA_BYTES_MAX};
+use tidefs_fs::records::{decode_data, parse_key, DataRecord, KIND_DATA};
 use tidefs_store::Extent;
 use tidefs_stream::{Command, StreamVersion};
 
@@ -17,11 +19,12 @@ use crate::clone_src::CloneFile;
 use crate::error::SendResult;
 use crate::ordering::{Engine, InodeChange};
 use crate::paths::Lino;
-use crate::records::{split_key, DataRecord, BLOCK_BYTES, KIND_DATA};
 
+/// Bytes of one file block (the unit of data records).
+pub(crate) const BLOCK_BYTES: u64 = DATA_BLOCK_BYTES as u64;
+/// Files up to this size may be stored inline (the receiver is tidefs-fs too).
+const INLINE_BYTES_MAX: u64 = INLINE_DATA_BYTES_MAX as u64;
 const FALLOC_KEEP_SIZE: u32 = 0x01;
-/// Files up to this size may be stored inline (tidefs-fs FORMAT.md).
-const INLINE_BYTES_MAX: u64 = 2048;
 const FALLOC_PUNCH_HOLE: u32 = 0x02;
 /// Bytes read from the snapshot at a time.
 const READ_BYTES: u64 = 4 << 20;
@@ -52,12 +55,12 @@ type BlockRange = (u64, u64, Extent, u64, bool, Vec<u32>);
 fn records_of(ch: &InodeChange, new_side: bool) -> Vec<DataRecord> {
     let mut out = Vec::new();
     for d in &ch.records {
-        if split_key(&d.key).map(|k| k.1) != Some(KIND_DATA) {
+        if parse_key(&d.key).map(|k| k.kind) != Ok(KIND_DATA) {
             continue;
         }
         let r = if new_side { &d.new } else { &d.old };
         if let Some(r) = r {
-            if let Some(rec) = DataRecord::decode(r) {
+            if let Ok(rec) = decode_data(r) {
                 out.push(rec);
             }
         }
@@ -71,14 +74,14 @@ fn ranges(recs: &[DataRecord]) -> (Option<usize>, Vec<BlockRange>) {
     for r in recs {
         match r {
             DataRecord::Inline(b) => inline = Some(b.len()),
-            DataRecord::Blocks {
-                start,
-                len,
-                extent,
-                ext_off,
-                prealloc,
-                crcs,
-            } => out.push((*start, *len, *extent, *ext_off, *prealloc, crcs.clone())),
+            DataRecord::Block(b) => out.push((
+                b.start,
+                b.len,
+                b.extent,
+                b.ext_off,
+                b.crcs.is_none(),
+                b.crcs.clone().unwrap_or_default(),
+            )),
         }
     }
     out.sort_by_key(|r| r.0);
@@ -169,36 +172,30 @@ fn plan_new(recs: &[DataRecord], size: u64) -> (Vec<Piece>, u64) {
                     end = end.max(n as u64);
                 }
             }
-            DataRecord::Blocks {
-                start,
-                len,
-                extent,
-                ext_off,
-                prealloc,
-                crcs,
-            } => {
-                if *prealloc {
-                    push(
-                        &mut pieces,
-                        Piece::Prealloc {
-                            offset: start * BLOCK_BYTES,
-                            len: len * BLOCK_BYTES,
-                        },
-                    );
-                } else if let Some((o, l)) = clip(start * BLOCK_BYTES, len * BLOCK_BYTES, size) {
-                    push(
-                        &mut pieces,
-                        Piece::Write {
-                            offset: o,
-                            len: l,
-                            extent: *extent,
-                            ext_block: *ext_off,
-                            crcs: crcs[..l.div_ceil(BLOCK_BYTES) as usize].to_vec(),
-                        },
-                    );
-                    end = end.max(o + l);
+            DataRecord::Block(b) => match &b.crcs {
+                None => push(
+                    &mut pieces,
+                    Piece::Prealloc {
+                        offset: b.start * BLOCK_BYTES,
+                        len: b.len * BLOCK_BYTES,
+                    },
+                ),
+                Some(crcs) => {
+                    if let Some((o, l)) = clip(b.start * BLOCK_BYTES, b.len * BLOCK_BYTES, size) {
+                        push(
+                            &mut pieces,
+                            Piece::Write {
+                                offset: o,
+                                len: l,
+                                extent: b.extent,
+                                ext_block: b.ext_off,
+                                crcs: crcs[..l.div_ceil(BLOCK_BYTES) as usize].to_vec(),
+                            },
+                        );
+                        end = end.max(o + l);
+                    }
                 }
-            }
+            },
         }
     }
     (pieces, end)
@@ -542,6 +539,8 @@ fn send_range(
 
 #[cfg(test)]
 mod tests {
+    use tidefs_fs::records::BlockRecord;
+
     use super::*;
 
     fn ext(block: u64) -> Extent {
@@ -549,14 +548,13 @@ mod tests {
     }
 
     fn rec(start: u64, len: u64, e: u64, off: u64) -> DataRecord {
-        DataRecord::Blocks {
+        DataRecord::Block(BlockRecord {
             start,
             len,
             extent: ext(e),
             ext_off: off,
-            prealloc: false,
-            crcs: (0..len).map(|i| (e + off + i) as u32).collect(),
-        }
+            crcs: Some((0..len).map(|i| (e + off + i) as u32).collect()),
+        })
     }
 
     #[test]

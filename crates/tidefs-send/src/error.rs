@@ -5,6 +5,7 @@
 //! applied, so a user sees one line naming it.
 
 use thiserror::Error;
+use tidefs_fs::records::RecordError;
 use tidefs_fs::FsError;
 use tidefs_store::StoreError;
 use tidefs_stream::{StreamError, WriteError};
@@ -18,7 +19,15 @@ pub enum SendError {
     Store(#[from] StoreError),
     #[error("writing the stream: {0}")]
     Write(#[from] WriteError),
-    /// A record of the snapshot does not decode as FORMAT.md describes.
+    /// A record of the snapshot does not decode (tidefs-fs says which and why).
+    #[error("snapshot tree {tree}: {source}")]
+    Record {
+        tree: u64,
+        #[source]
+        source: RecordError,
+    },
+    /// The snapshot's records decode but do not fit together (a path loop, a data block
+    /// that fails its checksum).
     #[error("snapshot tree {tree}: {what}")]
     Corrupt { tree: u64, what: String },
     /// The caller asked for something that cannot be sent.

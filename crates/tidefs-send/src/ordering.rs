@@ -22,14 +22,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use tidefs_fs::{FileKind, ROOT_INO};
+use tidefs_fs::records::{parse_key, KIND_SYMLINK};
+use tidefs_fs::{FileKind, Inode, ROOT_INO};
 use tidefs_store::DiffEntry;
 use tidefs_stream::Command;
 
 use crate::clone_src::CloneSources;
 use crate::error::{SendError, SendResult};
 use crate::paths::{Lino, Loc, ReceiverModel};
-use crate::records::{rdev_to_stream, split_key, InodeItem, KIND_SYMLINK};
+use crate::rdev::rdev_to_stream;
 use crate::sink::CommandSink;
 use crate::snap::SnapView;
 
@@ -37,9 +38,9 @@ use crate::snap::SnapView;
 pub struct InodeChange {
     pub ino: u64,
     /// The version the receiver has (`None`: absent, or without any name).
-    pub old: Option<InodeItem>,
+    pub old: Option<Inode>,
     /// The version to send (`None`: deleted, or without any name).
-    pub new: Option<InodeItem>,
+    pub new: Option<Inode>,
     /// Names of the new version, as (parent, name), ordered.
     pub new_names: Vec<(u64, Vec<u8>)>,
     /// Records of this number that differ; when `complete`, every record of the new
@@ -53,8 +54,8 @@ impl InodeChange {
     pub fn new_bytes_of_kind(&self, kind: u8) -> Vec<u8> {
         let mut out = Vec::new();
         for d in &self.records {
-            if let (Some((_, k)), Some(r)) = (split_key(&d.key), &d.new) {
-                if k == kind {
+            if let (Ok(k), Some(r)) = (parse_key(&d.key), &d.new) {
+                if k.kind == kind {
                     out.extend_from_slice(&r.value);
                 }
             }
@@ -309,7 +310,7 @@ impl<'a> Engine<'a> {
     fn create_at(
         &mut self,
         n: Lino,
-        item: &InodeItem,
+        item: &Inode,
         ch: Option<&InodeChange>,
         loc: Loc,
     ) -> SendResult<()> {
@@ -402,7 +403,7 @@ impl<'a> Engine<'a> {
     fn place_nondir(
         &mut self,
         n: Lino,
-        item: &InodeItem,
+        item: &Inode,
         ch: &InodeChange,
         targets: &[Loc],
     ) -> SendResult<()> {
@@ -453,7 +454,7 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn place_dir(&mut self, n: Lino, item: &InodeItem, t: Loc) -> SendResult<()> {
+    fn place_dir(&mut self, n: Lino, item: &Inode, t: Loc) -> SendResult<()> {
         if self.model.names_of(n)?.first() == Some(&t) {
             return Ok(());
         }
@@ -469,7 +470,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Moves (or creates) directory `n` to `t` unless that would put it inside itself now.
-    fn try_move_dir(&mut self, n: Lino, item: &InodeItem, t: &Loc) -> SendResult<bool> {
+    fn try_move_dir(&mut self, n: Lino, item: &Inode, t: &Loc) -> SendResult<bool> {
         self.prepare_target(t)?;
         if !self.model.exists(n)? {
             self.create_at(n, item, None, t.clone())?;

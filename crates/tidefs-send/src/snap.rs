@@ -1,18 +1,19 @@
 //! A read view of one subvolume tree for the sender, frozen when it is opened: raw records
-//! (decoded per FORMAT.md in `records`), lookups, data reads with checksum checks.
+//! (decoded by `tidefs_fs::records`), lookups, data reads with checksum checks.
 //!
 //! Working on the frozen tree (not on a live `Subvol` handle) lets the same code read a
 //! snapshot, or a writable subvolume as it was at one moment (receive's rollback).
 
-use tidefs_fs::{Fs, SubvolInfo, ROOT_INO};
-use tidefs_store::{Extent, Pool, TreeView};
-
-use crate::error::{SendError, SendResult};
-use crate::records::{
-    backref_of_key, decode_xattr, find_in_dirent_hash, inode_key, kind_prefix, name_hash,
-    xattr_chunk_key, DataRecord, InodeItem, XattrValue, BLOCK_BYTES, KIND_BACKREF, KIND_DATA,
-    KIND_DIRENT_HASH, KIND_DIRENT_INDEX, KIND_SYMLINK, KIND_XATTR,
+use tidefs_fs::records::{
+    decode_backref_key, decode_data, decode_dirent_hash, decode_inode, dirent_hash_key, inode_key,
+    kind_prefix, xattr_key, xattr_name_of_key, xattr_value, DataRecord, RecordError, KIND_BACKREF,
+    KIND_DATA, KIND_DIRENT_INDEX, KIND_SYMLINK, KIND_XATTR,
 };
+use tidefs_fs::{Fs, Inode, SubvolInfo, ROOT_INO};
+use tidefs_store::{Extent, Pool, Record, TreeView};
+
+use crate::data::BLOCK_BYTES;
+use crate::error::{SendError, SendResult};
 
 /// Directory depth beyond which a path walk is taken as a loop.
 const PATH_DEPTH_MAX: usize = 2048;
@@ -44,12 +45,17 @@ impl SnapView {
         }
     }
 
-    pub fn inode(&self, ino: u64) -> SendResult<Option<InodeItem>> {
+    fn record(&self, source: RecordError) -> SendError {
+        SendError::Record {
+            tree: self.view.id().0,
+            source,
+        }
+    }
+
+    pub fn inode(&self, ino: u64) -> SendResult<Option<Inode>> {
         match self.view.get(&inode_key(ino))? {
             None => Ok(None),
-            Some(r) => InodeItem::decode(ino, &r.value)
-                .map(Some)
-                .ok_or_else(|| self.corrupt(format!("inode {ino} does not decode"))),
+            Some(r) => decode_inode(&r).map(Some).map_err(|e| self.record(e)),
         }
     }
 
@@ -57,22 +63,22 @@ impl SnapView {
     pub fn backrefs(&self, ino: u64) -> SendResult<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
         for r in self.view.prefix(&kind_prefix(ino, KIND_BACKREF))? {
-            let r = r?;
-            out.push(
-                backref_of_key(&r.key)
-                    .ok_or_else(|| self.corrupt(format!("inode {ino}: bad back-reference")))?,
-            );
+            let b = decode_backref_key(&r?.key).map_err(|e| self.record(e))?;
+            out.push((b.parent, b.name));
         }
         Ok(out)
     }
 
     /// The inode named `name` in directory `dir`.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> SendResult<Option<u64>> {
-        let key = tidefs_store::key3(dir, KIND_DIRENT_HASH, name_hash(name));
-        Ok(self
-            .view
-            .get(&key)?
-            .and_then(|r| find_in_dirent_hash(&r.value, name)))
+        let Some(r) = self.view.get(&dirent_hash_key(dir, name))? else {
+            return Ok(None);
+        };
+        Ok(decode_dirent_hash(&r)
+            .map_err(|e| self.record(e))?
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| e.ino))
     }
 
     /// The first path of `ino` relative to the root ("a/b"), `None` if it has no name.
@@ -104,47 +110,27 @@ impl SnapView {
     }
 
     pub fn xattr(&self, ino: u64, name: &[u8]) -> SendResult<Option<Vec<u8>>> {
-        let mut key = kind_prefix(ino, KIND_XATTR);
-        key.extend_from_slice(name);
-        match self.view.get(&key)? {
+        match self.view.get(&xattr_key(ino, name))? {
             None => Ok(None),
-            Some(r) => self.xattr_value(ino, name, &r.value).map(Some),
+            Some(r) => self.xattr_value(&r).map(Some),
         }
     }
 
-    /// The full value of an XATTR record (reading its chunks if it has them).
-    pub fn xattr_value(&self, ino: u64, name: &[u8], record: &[u8]) -> SendResult<Vec<u8>> {
-        match decode_xattr(record) {
-            Some(XattrValue::Small(v)) => Ok(v),
-            Some(XattrValue::Chunked { len, chunks }) => {
-                let mut out = Vec::with_capacity(len);
-                for i in 0..chunks {
-                    let c = self
-                        .view
-                        .get(&xattr_chunk_key(ino, name, i))?
-                        .ok_or_else(|| {
-                            self.corrupt(format!("inode {ino}: xattr chunk {i} missing"))
-                        })?;
-                    out.extend_from_slice(&c.value);
-                }
-                if out.len() != len {
-                    return Err(self.corrupt(format!("inode {ino}: xattr length mismatch")));
-                }
-                Ok(out)
-            }
-            None => Err(self.corrupt(format!("inode {ino}: xattr record does not decode"))),
-        }
+    /// The full value of XATTR record `r` (reading its chunks if it has them).
+    pub fn xattr_value(&self, r: &Record) -> SendResult<Vec<u8>> {
+        xattr_value(r, |k| {
+            Ok::<_, SendError>(self.view.get(k)?.map(|c| c.value))
+        })?
+        .map_err(|e| self.record(e))
     }
 
     /// Every xattr of `ino`, ordered by name.
     pub fn xattrs(&self, ino: u64) -> SendResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let prefix = kind_prefix(ino, KIND_XATTR);
         let mut out = Vec::new();
-        for r in self.view.prefix(&prefix)? {
+        for r in self.view.prefix(&kind_prefix(ino, KIND_XATTR))? {
             let r = r?;
-            let name = r.key[prefix.len()..].to_vec();
-            let value = self.xattr_value(ino, &name, &r.value)?;
-            out.push((name, value));
+            let name = xattr_name_of_key(&r.key).map_err(|e| self.record(e))?;
+            out.push((name.to_vec(), self.xattr_value(&r)?));
         }
         Ok(out)
     }
@@ -161,9 +147,7 @@ impl SnapView {
         let mut out = Vec::new();
         for r in self.view.prefix(&kind_prefix(ino, KIND_DATA))? {
             let r = r?;
-            out.push(DataRecord::decode(&r).ok_or_else(|| {
-                self.corrupt(format!("inode {ino}: data record does not decode"))
-            })?);
+            out.push(decode_data(&r).map_err(|e| self.record(e))?);
         }
         Ok(out)
     }
