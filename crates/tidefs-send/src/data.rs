@@ -292,6 +292,9 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
 }
 
 /// Sends the data of regular file `n` (at `path` at the receiver).
+/// Data pieces whose blocks are asked for ahead of reading them.
+const PREFETCH_WRITES: usize = 4;
+
 pub(crate) fn send_data(
     e: &mut Engine<'_>,
     ch: &InodeChange,
@@ -372,7 +375,30 @@ pub(crate) fn send_data(
     let later: Vec<Piece> = holes.into_iter().chain(preallocs).collect();
     let truncate_at = pieces.len();
     let total = truncate_at + later.len();
+    // Cold data is read sequentially: ask for the next extents while this one is read.
+    let ahead: Vec<(Extent, u64, u64)> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Write {
+                len,
+                extent,
+                ext_block,
+                ..
+            } => Some((*extent, *ext_block, len.div_ceil(BLOCK_BYTES))),
+            _ => None,
+        })
+        .collect();
+    let mut prefetched = 0;
+    let mut writes_done = 0;
     for (i, p) in pieces.into_iter().chain(later).enumerate() {
+        if matches!(p, Piece::Write { .. }) {
+            while prefetched < ahead.len() && prefetched < writes_done + PREFETCH_WRITES {
+                let (extent, ext_block, blocks) = ahead[prefetched];
+                e.snap.prefetch_blocks(extent, ext_block, blocks);
+                prefetched += 1;
+            }
+            writes_done += 1;
+        }
         if i == truncate_at {
             if let Some(size) = truncate {
                 e.emit(Command::Truncate {

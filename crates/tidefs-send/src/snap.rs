@@ -154,6 +154,13 @@ impl SnapView {
 
     /// Reads whole blocks `[ext_block, ext_block + crcs.len())` of `extent`, checking each
     /// block's crc32c, and returns bytes `[skip, skip + len)` of them.
+    /// Hints that `blocks` blocks of `extent` from `ext_block` on will be read soon.
+    pub fn prefetch_blocks(&self, extent: Extent, ext_block: u64, blocks: u64) {
+        self.pool
+            .read()
+            .prefetch_extent(extent, ext_block * BLOCK_BYTES, blocks * BLOCK_BYTES);
+    }
+
     pub fn read_blocks(
         &self,
         ino: u64,
@@ -176,6 +183,12 @@ impl SnapView {
                 )));
             }
         }
-        Ok(buf[skip as usize..(skip + len) as usize].to_vec())
+        // In place: a second buffer of the same size would be one more allocation and
+        // copy per piece.
+        buf.truncate((skip + len) as usize);
+        if skip > 0 {
+            buf.drain(..skip as usize);
+        }
+        Ok(buf)
     }
 }

@@ -23,6 +23,9 @@ pub trait BlockDevice: Send + Sync + 'static {
     }
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> io::Result<()>;
+    /// Hints that `len` bytes at `offset` will be read soon, so a device may start reading
+    /// them in the background. Only a hint: nothing fails.
+    fn prefetch(&self, _offset: u64, _len: u64) {}
     /// Current size in bytes.
     fn size_bytes(&self) -> io::Result<u64>;
     /// Grows the device to `bytes`; devices of fixed size return an error.
@@ -150,6 +153,15 @@ impl BlockDevice for FileDevice {
 
     fn flush(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        let _ = rustix::fs::fadvise(
+            &self.file,
+            offset,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::WillNeed,
+        );
     }
 
     fn size_bytes(&self) -> io::Result<u64> {

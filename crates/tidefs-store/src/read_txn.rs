@@ -103,6 +103,16 @@ impl ReadTxn {
             .map(|r| crate::txn::decode_name_value(&r.value)))
     }
 
+    /// Hints that bytes `[offset, offset + len)` of `extent` will be read soon (a
+    /// sequential reader of cold data asks for the next extents while it reads this one).
+    pub fn prefetch_extent(&self, extent: Extent, offset: u64, len: u64) {
+        let len = len.min(extent.bytes().saturating_sub(offset));
+        self.shared
+            .io
+            .device
+            .prefetch(crate::layout::block_offset(extent.block) + offset, len);
+    }
+
     /// Reads data of an extent.
     pub fn read_extent(&self, extent: Extent, offset: u64, buf: &mut [u8]) -> Result<()> {
         read_extent(&self.shared.io, extent, offset, buf)
