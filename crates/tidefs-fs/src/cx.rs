@@ -46,6 +46,14 @@ impl<'a> Txn<'_, 'a> {
         }
     }
 
+    /// Hints that part of an extent will be read soon (reads only; a writer's data is
+    /// fresh anyway).
+    pub fn prefetch_extent(&self, extent: Extent, offset: u64, len: u64) {
+        if let Txn::Read(r) = self {
+            r.prefetch_extent(extent, offset, len);
+        }
+    }
+
     fn writer(&mut self) -> tidefs_store::Result<&mut WriteTxn<'a>> {
         match self {
             Txn::Write(t) => Ok(t),

@@ -174,7 +174,11 @@ fn write_file(
             let ino = e.inode.ino;
             let chunks = &chunks;
             scope.spawn(move || {
-                for &(off, n) in chunks {
+                for (i, &(off, n)) in chunks.iter().enumerate() {
+                    if let Some(&(next, m)) = chunks.get(i + 1) {
+                        // Only a hint: a failure shows in the read itself.
+                        let _ = sub.prefetch(ino, next, m);
+                    }
                     let read = sub.read(ino, off, n).map(|data| (off, data));
                     let failed = read.is_err();
                     if tx.send(read).is_err() || failed {

@@ -234,6 +234,24 @@ impl Cx<'_, '_> {
         Ok(out)
     }
 
+    /// Hints that file bytes `[offset, offset + len)` will be read soon.
+    pub fn prefetch_data(&mut self, ino: u64, offset: u64, len: u64) -> Result<()> {
+        let (lo, hi) = (offset / B, offset.saturating_add(len).div_ceil(B));
+        for rec in self.block_records(ino, lo, hi)? {
+            if rec.crcs.is_none() {
+                continue; // preallocated: nothing stored to read
+            }
+            let from = rec.start.max(lo);
+            let to = rec.end().min(hi);
+            self.t.prefetch_extent(
+                rec.extent,
+                (rec.ext_off + from - rec.start) * B,
+                (to - from) * B,
+            );
+        }
+        Ok(())
+    }
+
     /// Reads file blocks `[lo, lo + n)`, verifying every data block.
     fn read_blocks(&mut self, ino: u64, lo: u64, n: u64) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (n * B) as usize];

@@ -268,6 +268,13 @@ impl Subvol {
         })
     }
 
+    /// Hints that bytes `[offset, offset + len)` of a file will be read soon, so cold
+    /// data can be on its way from the disk meanwhile (sequential readers ask for the
+    /// next piece before reading this one).
+    pub fn prefetch(&self, ino: u64, offset: u64, len: u64) -> Result<()> {
+        self.look(|cx| cx.prefetch_data(ino, offset, len))
+    }
+
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8], caller: &Caller) -> Result<usize> {
         if data.is_empty() {
