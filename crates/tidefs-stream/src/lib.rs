@@ -22,7 +22,7 @@ pub mod writer;
 
 pub use attribute::{AttributeType, Timespec, Uuid};
 pub use command::{Command, CommandType};
-pub use crc::{crc32c_raw, crc32c_raw_append};
+pub use crc::{crc32c_raw, crc32c_raw_append, repair_crcs};
 pub use dump::{dump_stream, DumpError, DumpFormatter};
 pub use dump_time::DumpTimeZone;
 pub use encode::{encode_command, encode_command_to_vec};

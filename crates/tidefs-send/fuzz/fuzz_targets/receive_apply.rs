@@ -24,12 +24,11 @@ use tidefs_fs::{Caller, FileKind, Fs, ManualClock, Subvol, Timespec, ROOT_INO};
 use tidefs_send::receive::{abort, receive, ReceiveOptions};
 use tidefs_send::ReceiveError;
 use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool};
-use tidefs_stream::{crc32c_raw, Command, SendStreamWriter, StreamVersion, Timespec as WireTime};
+use tidefs_stream::{repair_crcs, Command, SendStreamWriter, StreamVersion, Timespec as WireTime};
 
 const ROOT: Caller = Caller::ROOT;
 /// The pool may not grow past this: a FALLOCATE of terabytes meets ENOSPC.
 const POOL_BYTES_MAX: u64 = 256 << 20;
-const MAGIC: &[u8; 13] = b"btrfs-stream\0";
 
 fn pool() -> (Fs, Subvol) {
     // Small start and cache: a fresh pool per input must cost little.
@@ -526,31 +525,6 @@ fn structured(g: &mut Gen, fs: &Fs) -> (Vec<u8>, &'static str) {
         bytes.truncate(keep);
     }
     (bytes, target)
-}
-
-/// Rewrites every command CRC that covers bytes present in the input.
-fn repair_crcs(bytes: &mut [u8]) {
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        if bytes[pos..].starts_with(MAGIC) {
-            pos += 17;
-            continue;
-        }
-        if bytes.len() - pos < 10 {
-            return;
-        }
-        let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
-        let Some(end) = pos
-            .checked_add(10 + len as usize)
-            .filter(|end| *end <= bytes.len())
-        else {
-            return;
-        };
-        bytes[pos + 6..pos + 10].copy_from_slice(&[0; 4]);
-        let crc = crc32c_raw(&bytes[pos..end]);
-        bytes[pos + 6..pos + 10].copy_from_slice(&crc.to_le_bytes());
-        pos = end;
-    }
 }
 
 fuzz_target!(|input: &[u8]| {

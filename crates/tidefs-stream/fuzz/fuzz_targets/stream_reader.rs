@@ -9,35 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidefs_stream::{crc32c_raw, Command, SendStreamReader, SendStreamWriter, StreamVersion};
+use tidefs_stream::{repair_crcs, Command, SendStreamReader, SendStreamWriter, StreamVersion};
 
-const MAGIC: &[u8; 13] = b"btrfs-stream\0";
-
-/// Walks the framing (stream headers, command headers) and rewrites every CRC that covers
-/// bytes present in the input.
-fn repair_crcs(bytes: &mut [u8]) {
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        if bytes[pos..].starts_with(MAGIC) {
-            pos += 17;
-            continue;
-        }
-        if bytes.len() - pos < 10 {
-            return;
-        }
-        let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
-        let Some(end) = pos
-            .checked_add(10 + len as usize)
-            .filter(|end| *end <= bytes.len())
-        else {
-            return;
-        };
-        bytes[pos + 6..pos + 10].copy_from_slice(&[0; 4]);
-        let crc = crc32c_raw(&bytes[pos..end]);
-        bytes[pos + 6..pos + 10].copy_from_slice(&crc.to_le_bytes());
-        pos = end;
-    }
-}
 
 fn parse(bytes: &[u8]) -> Option<Vec<(StreamVersion, Vec<Command>)>> {
     let mut reader = SendStreamReader::new(bytes);
