@@ -3,7 +3,7 @@
 //! against `rsync -a` of the same tree in the same run, snapshot creation at 100k files,
 //! diff of two snapshots that differ in 12 paths, and 2 GiB file import/export throughput.
 //! `TIDEFS_BENCH_1M=1` adds the diff at 1M files; `TIDEFS_BENCH_BIG_GIB` sets the big
-//! file's size. Pools live on disk (a temporary directory), commits included in timings.
+//! file's size; `TIDEFS_BENCH_ONLY_BIG=1` runs only the big file. Pools live on disk (a temporary directory), commits included in timings.
 
 use std::path::Path;
 use std::process::Command;
@@ -143,6 +143,10 @@ fn main() {
     )
     .unwrap();
     println!("{:<52} {:>11} {:>10}", "step", "wall", "cpu");
+    if std::env::var("TIDEFS_BENCH_ONLY_BIG").is_ok() {
+        big_file(work.path());
+        return;
+    }
     let src = work.path().join("t100k");
     let (_, d) = timed(|| make_t100k(&src));
     row("generate T100k on the host", d, "(setup)");

@@ -84,8 +84,14 @@ impl<'a> Txn<'_, 'a> {
         self.writer()?.alloc_extent(blocks)
     }
 
-    pub fn write_extents(&mut self, writes: &[(Extent, &[u8])]) -> tidefs_store::Result<()> {
-        self.writer()?.write_extents(writes)
+    /// Writes extents' data as [`tidefs_store::WriteTxn::write_extents`] does, running
+    /// `work` while the data is being written.
+    pub fn write_extents_with<R: Send>(
+        &mut self,
+        writes: &[(Extent, &[u8])],
+        work: impl FnOnce() -> R + Send,
+    ) -> tidefs_store::Result<R> {
+        self.writer()?.write_extents_with(writes, work)
     }
 
     /// The tid changes made now will commit with.

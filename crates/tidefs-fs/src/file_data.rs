@@ -33,9 +33,7 @@ use crate::cx::Cx;
 use crate::error::{FsError, Result};
 use crate::inode::Inode;
 use crate::keys::{data_key, kind_prefix, KIND_DATA};
-use crate::limits::{
-    DATA_BLOCK_BYTES, EXTENT_RECORD_BLOCKS_MAX, FILE_BYTES_MAX, INLINE_DATA_BYTES_MAX,
-};
+use crate::limits::{DATA_BLOCK_BYTES, DATA_EXTENT_BLOCKS, FILE_BYTES_MAX, INLINE_DATA_BYTES_MAX};
 use crate::records::RecordError;
 
 const B: u64 = DATA_BLOCK_BYTES as u64;
@@ -340,14 +338,19 @@ impl Cx<'_, '_> {
         debug_assert_eq!(buf.len() % DATA_BLOCK_BYTES, 0);
         let n = buf.len() as u64 / B;
         inode.blocks -= self.cut_blocks(inode.ino, lo, lo + n)?;
-        let chunk_bytes = EXTENT_RECORD_BLOCKS_MAX as usize * DATA_BLOCK_BYTES;
+        let chunk_bytes = DATA_EXTENT_BLOCKS as usize * DATA_BLOCK_BYTES;
         let mut writes = Vec::with_capacity(buf.len().div_ceil(chunk_bytes));
         for chunk in buf.chunks(chunk_bytes) {
             let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
             writes.push((self.t.alloc_extent(blocks)?, chunk));
         }
-        // All at once: the store may write big batches in parallel.
-        self.t.write_extents(&writes)?;
+        // All at once: the store may write big batches in parallel, and the checksums are
+        // computed while it does.
+        let mut crcs = self.t.write_extents_with(&writes, || {
+            buf.chunks(chunk_bytes)
+                .map(|c| c.chunks(DATA_BLOCK_BYTES).map(crc32c::crc32c).collect())
+                .collect::<Vec<Vec<u32>>>()
+        })?;
         for (i, &(extent, chunk)) in writes.iter().enumerate() {
             let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
             let rec = BlockRecord {
@@ -355,7 +358,7 @@ impl Cx<'_, '_> {
                 len: u64::from(blocks),
                 extent,
                 ext_off: 0,
-                crcs: Some(chunk.chunks(DATA_BLOCK_BYTES).map(crc32c::crc32c).collect()),
+                crcs: Some(std::mem::take(&mut crcs[i])),
             };
             self.put_block_rec(inode.ino, &rec)?;
             inode.blocks += u64::from(blocks);
@@ -553,7 +556,7 @@ impl Cx<'_, '_> {
         }
         for (mut from, to) in gaps {
             while from < to {
-                let blocks = (to - from).min(u64::from(EXTENT_RECORD_BLOCKS_MAX));
+                let blocks = (to - from).min(u64::from(DATA_EXTENT_BLOCKS));
                 let extent = self.t.alloc_extent(blocks as u32)?;
                 let rec = BlockRecord {
                     start: from,

@@ -22,6 +22,14 @@ pub const INLINE_DATA_BYTES_MAX: usize = 2048;
 pub const DATA_BLOCK_BYTES: usize = 4096;
 /// Most blocks one data record references (its checksums must fit in one record value).
 pub const EXTENT_RECORD_BLOCKS_MAX: u32 = 512;
+/// Blocks per extent when file data is allocated: as many as pack the store's space
+/// pages without holes (a record could reference a few more).
+pub const DATA_EXTENT_BLOCKS: u32 = if tidefs_store::EXTENT_BLOCKS_PACKED < EXTENT_RECORD_BLOCKS_MAX
+{
+    tidefs_store::EXTENT_BLOCKS_PACKED
+} else {
+    EXTENT_RECORD_BLOCKS_MAX
+};
 /// Bytes of an xattr value or symlink target kept in one record; longer ones are chunked.
 pub const VALUE_CHUNK_BYTES: usize = 2048;
 /// Inode numbers handed out per range (DESIGN.md 4: allocation from ranges).

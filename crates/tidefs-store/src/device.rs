@@ -21,6 +21,16 @@ pub trait BlockDevice: Send + Sync + 'static {
     fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.write_at(offset, buf)
     }
+    /// Writes `bufs` one after another from `offset`, as [`BlockDevice::write_data_at`]
+    /// would each: one request for the whole run where the device can take it.
+    fn write_data_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        let mut at = offset;
+        for buf in bufs {
+            self.write_data_at(at, buf)?;
+            at += buf.len() as u64;
+        }
+        Ok(())
+    }
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> io::Result<()>;
     /// Hints that `len` bytes at `offset` will be read soon, so a device may start reading
@@ -149,6 +159,42 @@ impl BlockDevice for FileDevice {
             }
             Ok(())
         })
+    }
+
+    fn write_data_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        let align = DIRECT_IO_ALIGN as u64;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let aligned = bufs
+            .iter()
+            .all(|b| is_aligned(b) && (b.len() as u64).is_multiple_of(align));
+        let direct = match &self.direct {
+            Some(d)
+                if aligned && total >= DIRECT_WRITE_BYTES_MIN && offset.is_multiple_of(align) =>
+            {
+                d
+            }
+            _ => {
+                let mut at = offset;
+                for buf in bufs {
+                    self.write_data_at(at, buf)?;
+                    at += buf.len() as u64;
+                }
+                return Ok(());
+            }
+        };
+        // One pwritev: the disk gets one big request instead of one per extent.
+        let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        let mut at = offset;
+        while !rest.is_empty() {
+            let n = rustix::io::pwritev(direct, rest, at)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            at += n as u64;
+            io::IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
     }
 
     fn flush(&self) -> io::Result<()> {

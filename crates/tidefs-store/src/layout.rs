@@ -43,6 +43,12 @@ pub const KEY_BYTES_MAX: usize = 512;
 /// Longest value a record may have (including an extent reference).
 pub const VALUE_BYTES_MAX: usize = 3072;
 
+/// Extents of this many blocks fill the usable part of an ordinary space page's range
+/// exactly twice, so big data allocated extent after extent lies back to back on the
+/// device, broken only by the two space-map blocks every 1020 blocks. (Extents of 512
+/// blocks fit only once per range and left a 2 MiB hole after each.)
+pub const EXTENT_BLOCKS_PACKED: u32 = ((PAGE_BLOCKS - 2) / 2) as u32;
+
 /// Block number of slot `slot` (0 or 1) of space page `page`.
 pub fn space_page_slot_block(page: u64, slot: u8) -> u64 {
     page * PAGE_BLOCKS + u64::from(slot)

@@ -41,7 +41,7 @@ pub use fsck::{fsck, FsckProblem, FsckReport};
 pub use group_commit::{CommitPolicy, GroupCommitter};
 pub use ids::{Tid, TreeId};
 pub use key::{key3, parse_key3, KeyBuf};
-pub use layout::{BLOCK_BYTES, KEY_BYTES_MAX, NODE_BYTES, VALUE_BYTES_MAX};
+pub use layout::{BLOCK_BYTES, EXTENT_BLOCKS_PACKED, KEY_BYTES_MAX, NODE_BYTES, VALUE_BYTES_MAX};
 pub use pool::{CreateOptions, OpenOptions, Pool, LOCK_FILE_NAME, POOL_FILE_NAME};
 pub use read_txn::ReadTxn;
 pub use record::Record;

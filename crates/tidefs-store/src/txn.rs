@@ -119,6 +119,39 @@ impl TxnState {
 /// Bytes from which [`WriteTxn::write_extents`] uses two writer threads.
 const PARALLEL_WRITE_BYTES_MIN: usize = 4 << 20;
 
+/// Splits `runs` (device offset, buffers, bytes) so the runs before the returned index
+/// hold about half of `total` bytes, cutting a run between two of its buffers if need be.
+fn split_runs_in_half(runs: &mut Vec<(u64, Vec<&[u8]>, usize)>, total: usize) -> usize {
+    let mut before = 0;
+    for i in 0..runs.len() {
+        let (at, bufs, len) = &mut runs[i];
+        if before + *len < total / 2 {
+            before += *len;
+            continue;
+        }
+        // The middle falls in run i: cut it after the buffer that reaches the middle.
+        let mut upto = 0;
+        let mut cut = bufs.len();
+        for (j, b) in bufs.iter().enumerate() {
+            upto += b.len();
+            if before + upto >= total / 2 {
+                cut = j + 1;
+                break;
+            }
+        }
+        if cut == bufs.len() {
+            return i + 1;
+        }
+        let tail = bufs.split_off(cut);
+        let tail_len = *len - upto;
+        let tail_at = *at + upto as u64;
+        *len = upto;
+        runs.insert(i + 1, (tail_at, tail, tail_len));
+        return i + 1;
+    }
+    runs.len()
+}
+
 pub(crate) fn tree_key(id: TreeId) -> [u8; 8] {
     id.0.to_be_bytes()
 }
@@ -588,35 +621,61 @@ impl WriteTxn<'_> {
     /// does. Big batches are written by two threads at once: one direct write at a time
     /// leaves a fast disk idle between requests.
     pub fn write_extents(&mut self, writes: &[(Extent, &[u8])]) -> Result<()> {
+        self.write_extents_with(writes, || ())
+    }
+
+    /// [`WriteTxn::write_extents`], running `work` on the calling thread while big batches
+    /// are written (checksumming the same data, say), so CPU work overlaps the I/O.
+    pub fn write_extents_with<R: Send>(
+        &mut self,
+        writes: &[(Extent, &[u8])],
+        work: impl FnOnce() -> R + Send,
+    ) -> Result<R> {
         let total: usize = writes.iter().map(|(_, d)| d.len()).sum();
         if writes.len() < 2 || total < PARALLEL_WRITE_BYTES_MIN {
-            return writes
-                .iter()
-                .try_for_each(|(e, d)| self.write_extent(*e, 0, d));
+            for (e, d) in writes {
+                self.write_extent(*e, 0, d)?;
+            }
+            return Ok(work());
         }
         for (extent, data) in writes {
             self.check_extent_write(*extent, 0, data.len())?;
         }
+        // Extents allocated one after another usually lie one after another on the device:
+        // such a run goes down as one vectored request. The runs are split in two halves
+        // by bytes, one per thread.
+        let mut runs: Vec<(u64, Vec<&[u8]>, usize)> = Vec::new();
+        for (extent, data) in writes {
+            let at = block_offset(extent.block);
+            match runs.last_mut() {
+                Some((start, bufs, len)) if *start + *len as u64 == at => {
+                    bufs.push(data);
+                    *len += data.len();
+                }
+                _ => runs.push((at, vec![data], data.len())),
+            }
+        }
+        let half = split_runs_in_half(&mut runs, total);
         let device = &self.io.device;
-        let write_group = |parity: usize| -> Result<()> {
-            writes
-                .iter()
-                .skip(parity)
-                .step_by(2)
-                .try_for_each(|(extent, data)| {
-                    let at = block_offset(extent.block);
-                    device
-                        .write_data_at(at, data)
-                        .map_err(|e| StoreError::io("writing extent data", at, e))
-                })
+        let write_runs = |runs: &[(u64, Vec<&[u8]>, usize)]| -> Result<()> {
+            runs.iter().try_for_each(|(at, bufs, _)| {
+                device
+                    .write_data_vectored_at(*at, bufs)
+                    .map_err(|e| StoreError::io("writing extent data", *at, e))
+            })
+        };
+        let (first, second) = runs.split_at(half);
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+            h.join().unwrap_or_else(|_| {
+                Err(StoreError::Invalid("extent writer thread panicked".into()))
+            })
         };
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| write_group(1));
-            let mine = write_group(0);
-            let other = other.join().unwrap_or_else(|_| {
-                Err(StoreError::Invalid("extent writer thread panicked".into()))
-            });
-            mine.and(other)
+            let a = scope.spawn(|| write_runs(first));
+            let b = scope.spawn(|| write_runs(second));
+            let done = work();
+            let a = joined(a);
+            joined(b).and(a).map(|()| done)
         })
     }
 
@@ -678,5 +737,49 @@ impl WriteTxn<'_> {
             .and_then(|()| writer.finish());
         self.state.root_tree = root.clone();
         result.map(|()| root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_runs_in_half;
+
+    type Runs<'a> = Vec<(u64, Vec<&'a [u8]>, usize)>;
+
+    fn lens(runs: &Runs<'_>) -> Vec<(u64, Vec<usize>, usize)> {
+        runs.iter()
+            .map(|(at, bufs, len)| (*at, bufs.iter().map(|b| b.len()).collect(), *len))
+            .collect()
+    }
+
+    #[test]
+    fn halves_cut_a_run_between_buffers() {
+        let data = vec![0u8; 40];
+        let mut runs: Runs = vec![(
+            0,
+            vec![&data[..10], &data[..10], &data[..10], &data[..10]],
+            40,
+        )];
+        assert_eq!(split_runs_in_half(&mut runs, 40), 1);
+        assert_eq!(
+            lens(&runs),
+            vec![(0, vec![10, 10], 20), (20, vec![10, 10], 20)]
+        );
+    }
+
+    #[test]
+    fn halves_fall_between_runs() {
+        let data = vec![0u8; 40];
+        let mut runs: Runs = vec![(0, vec![&data[..20]], 20), (100, vec![&data[..20]], 20)];
+        assert_eq!(split_runs_in_half(&mut runs, 40), 1);
+        assert_eq!(lens(&runs), vec![(0, vec![20], 20), (100, vec![20], 20)]);
+    }
+
+    #[test]
+    fn one_buffer_cannot_be_cut() {
+        let data = vec![0u8; 40];
+        let mut runs: Runs = vec![(0, vec![&data[..]], 40)];
+        assert_eq!(split_runs_in_half(&mut runs, 40), 1);
+        assert_eq!(lens(&runs), vec![(0, vec![40], 40)]);
     }
 }

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use tidefs_store::{AlignedBuf, CreateOptions, Extent, OpenOptions, Pool, StoreError, BLOCK_BYTES};
+use tidefs_store::{
+    AlignedBuf, CreateOptions, Extent, OpenOptions, Pool, StoreError, BLOCK_BYTES,
+    EXTENT_BLOCKS_PACKED,
+};
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
@@ -124,4 +127,60 @@ fn extent_writes_past_the_end_or_into_committed_extents_are_refused() {
             .contains("not allocated by this transaction"),
         "{err}"
     );
+}
+
+#[test]
+fn packed_extents_lie_back_to_back_and_are_written_as_runs() {
+    // Extents of EXTENT_BLOCKS_PACKED blocks, allocated in a row, fill space-page ranges
+    // without holes; written from one aligned buffer they go down as vectored runs (split
+    // between two threads, possibly mid-run) and must read back exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::create_at(
+        dir.path(),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let ext_bytes = EXTENT_BLOCKS_PACKED as usize * BLOCK_BYTES;
+    let count = 7;
+    let data = pattern(9, ext_bytes * count);
+    let mut buf = AlignedBuf::new(data.len());
+    buf.copy_from_slice(&data);
+    let tree = pool.write(|t| t.create_tree()).unwrap();
+    let (extents, sum) = pool
+        .write(|t| -> Result<(Vec<Extent>, u64), StoreError> {
+            let extents: Vec<Extent> = (0..count)
+                .map(|_| t.alloc_extent(EXTENT_BLOCKS_PACKED))
+                .collect::<Result<_, _>>()?;
+            let writes: Vec<(Extent, &[u8])> =
+                extents.iter().copied().zip(buf.chunks(ext_bytes)).collect();
+            // `work` runs while the data is written; its result comes back.
+            let sum =
+                t.write_extents_with(&writes, || data.iter().map(|b| u64::from(*b)).sum::<u64>())?;
+            for (i, e) in extents.iter().enumerate() {
+                t.insert_with_extent(tree, &(i as u64).to_be_bytes(), *e, b"rec")?;
+            }
+            Ok((extents, sum))
+        })
+        .unwrap();
+    assert_eq!(sum, data.iter().map(|b| u64::from(*b)).sum::<u64>());
+    let adjacent = extents
+        .windows(2)
+        .filter(|w| w[0].block + u64::from(w[0].blocks) == w[1].block)
+        .count();
+    assert!(
+        adjacent >= count / 2,
+        "only {adjacent} of {} neighbouring extents are back to back: {extents:?}",
+        count - 1
+    );
+    pool.commit().unwrap();
+    let written: Vec<(Extent, Vec<u8>)> = extents
+        .iter()
+        .copied()
+        .zip(data.chunks(ext_bytes).map(|c| c.to_vec()))
+        .collect();
+    check(&pool, &written);
+    drop(pool);
+    let pool = Pool::open_at(dir.path(), &OpenOptions::default()).unwrap();
+    check(&pool, &written);
 }
