@@ -5,7 +5,7 @@
 #   1. full send of T100k to /dev/null             (target: tidefs <= 0.5 x btrfs)
 #   2. full receive of that stream                  (target: tidefs <= 0.33 x btrfs)
 #   3. incremental send of 12 changes, whole process (target: <= 20 ms; the same at
-#      1,000,000 files: incremental_1m.sh beside this script)
+#      1,000,000 files: crates/tidefs/bench/many_files.sh)
 #   4. send of a new 2 GiB file, throughput, page cache dropped first (target: >= btrfs)
 #
 # Needs root (loop mount of a btrfs image) and btrfs-progs. Usage:
