@@ -1,6 +1,10 @@
 //! Store benchmark: prints the figures issue 2 asks for, side by side with redb where the
 //! workload is the same. Run with `cargo bench -p tidefs-store --bench store`.
-//! `TIDEFS_BENCH_RECORDS` changes the record count (default 1,000,000).
+//! `TIDEFS_BENCH_RECORDS` changes the record count (default 1,000,000). The allocator is
+//! mimalloc, as in the `tidefs` binary.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io;
 use std::sync::Arc;
@@ -45,14 +49,42 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn fill(pool: &Pool, tree: TreeId, keys: &[u64]) -> (Duration, Duration) {
+/// How [`fill`] hands a batch to the store.
+#[derive(Clone, Copy, PartialEq)]
+enum Insert {
+    /// `WriteTxn::insert` per record, in the order given.
+    OneByOne,
+    /// `WriteTxn::insert_many` per batch (applied in key order).
+    Many,
+}
+
+/// Inserts `keys` in transactions of `batch` records, committing each; returns the time
+/// spent inside the transactions and the total.
+fn fill(
+    pool: &Pool,
+    tree: TreeId,
+    keys: &[u64],
+    batch: usize,
+    how: Insert,
+) -> (Duration, Duration) {
     let mut in_memory = Duration::ZERO;
     let start = Instant::now();
-    for chunk in keys.chunks(BATCH) {
+    for chunk in keys.chunks(batch) {
         let t = Instant::now();
         pool.write(|w| -> Result<(), StoreError> {
-            for k in chunk {
-                w.insert(tree, &k.to_be_bytes(), &VALUE)?;
+            match how {
+                Insert::OneByOne => {
+                    for k in chunk {
+                        w.insert(tree, &k.to_be_bytes(), &VALUE)?;
+                    }
+                }
+                Insert::Many => {
+                    let mut records: Vec<([u8; 8], &[u8])> = chunk
+                        .iter()
+                        .map(|k| (k.to_be_bytes(), &VALUE[..]))
+                        .collect();
+                    w.insert_many(tree, &mut records)?;
+                }
             }
             Ok(())
         })
@@ -61,6 +93,21 @@ fn fill(pool: &Pool, tree: TreeId, keys: &[u64]) -> (Duration, Duration) {
         pool.commit().unwrap();
     }
     (in_memory, start.elapsed())
+}
+
+fn redb_fill(db: &redb::Database, keys: &[u64], batch: usize) -> Duration {
+    let start = Instant::now();
+    for chunk in keys.chunks(batch) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(TABLE).unwrap();
+            for k in chunk {
+                table.insert(k, VALUE.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    start.elapsed()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -90,7 +137,7 @@ fn main() {
     let pool = Pool::create(device, &CreateOptions::default(), &OpenOptions::default()).unwrap();
     let tree = pool.write(|w| w.create_tree()).unwrap();
     pool.commit().unwrap();
-    let (mem, total) = fill(&pool, tree, &keys);
+    let (mem, total) = fill(&pool, tree, &keys, BATCH, Insert::OneByOne);
     let tidefs_insert = per_sec(records, total);
     println!(
         "insert (random)   tidefs {:>12.0} rec/s with commits ({:.0} rec/s in-memory part)",
@@ -99,7 +146,7 @@ fn main() {
     );
     let seq_tree = pool.write(|w| w.create_tree()).unwrap();
     let seq_keys: Vec<u64> = (0..records as u64).collect();
-    let (seq_mem, seq_total) = fill(&pool, seq_tree, &seq_keys);
+    let (seq_mem, seq_total) = fill(&pool, seq_tree, &seq_keys, BATCH, Insert::OneByOne);
     println!(
         "insert (in order) tidefs {:>12.0} rec/s with commits ({:.0} rec/s in-memory part)",
         per_sec(records, seq_total),
@@ -107,26 +154,42 @@ fn main() {
     );
     pool.write(|w| w.delete_tree(seq_tree)).unwrap();
     pool.commit().unwrap();
+    let many_tree = pool.write(|w| w.create_tree()).unwrap();
+    let (many_mem, many_total) = fill(&pool, many_tree, &keys, BATCH, Insert::Many);
+    println!(
+        "insert_many (random) tidefs {:>9.0} rec/s with commits ({:.0} rec/s in-memory part)",
+        per_sec(records, many_total),
+        per_sec(records, many_mem)
+    );
+    pool.write(|w| w.delete_tree(many_tree)).unwrap();
+    pool.commit().unwrap();
+    let bulk_tree = pool.write(|w| w.create_tree()).unwrap();
+    let (_, bulk_total) = fill(&pool, bulk_tree, &keys, records, Insert::OneByOne);
+    pool.write(|w| w.delete_tree(bulk_tree)).unwrap();
+    pool.commit().unwrap();
 
     let redb_path = dir.path().join("redb.db");
     let db = redb::Database::create(&redb_path).unwrap();
-    let start = Instant::now();
-    for chunk in keys.chunks(BATCH) {
-        let txn = db.begin_write().unwrap();
-        {
-            let mut table = txn.open_table(TABLE).unwrap();
-            for k in chunk {
-                table.insert(k, VALUE.as_slice()).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
-    let redb_insert = per_sec(records, start.elapsed());
+    let redb_insert = per_sec(records, redb_fill(&db, &keys, BATCH));
     println!(
         "insert (random)   redb   {:>12.0} rec/s with commits   ratio tidefs/redb {:.2}",
         redb_insert,
         tidefs_insert / redb_insert
     );
+    let bulk_path = dir.path().join("redb-bulk.db");
+    let bulk_db = redb::Database::create(&bulk_path).unwrap();
+    let redb_bulk = per_sec(records, redb_fill(&bulk_db, &keys, records));
+    drop(bulk_db);
+    std::fs::remove_file(&bulk_path).ok();
+    println!(
+        "insert (random), one transaction of all: tidefs {:.0} rec/s, redb {:.0} rec/s, ratio {:.2}",
+        per_sec(records, bulk_total),
+        redb_bulk,
+        per_sec(records, bulk_total) / redb_bulk
+    );
+    if std::env::var("TIDEFS_BENCH_ONLY_INSERTS").is_ok() {
+        return; // for profiling the insert path alone
+    }
 
     // Random point lookups from cache.
     let probes: Vec<u64> = (0..records)
@@ -217,7 +280,7 @@ fn main() {
     )
     .unwrap();
     let small = pool.write(|w| w.create_tree()).unwrap();
-    fill(&pool, small, &keys[..10_000]);
+    fill(&pool, small, &keys[..10_000], BATCH, Insert::OneByOne);
     for (name, t) in [("10k", small), ("full", tree)] {
         let start = Instant::now();
         let snap_a = pool.write(|w| w.snapshot_tree(t, true)).unwrap();

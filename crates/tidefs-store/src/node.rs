@@ -84,7 +84,6 @@ impl Slot {
 
 /// One node in memory. Clean nodes are shared read-only through `Arc`; a transaction edits
 /// its own copies.
-#[derive(Clone)]
 pub(crate) struct Node {
     pub level: u8,
     pub tid: Tid,
@@ -111,6 +110,30 @@ pub(crate) struct ChildCache(Box<[OnceLock<Weak<Node>>]>);
 impl Clone for ChildCache {
     fn clone(&self) -> Self {
         ChildCache::default()
+    }
+}
+
+/// A copy is made to be edited: its vectors get room to grow, so the inserts that follow
+/// do not reallocate (and copy) them again at once.
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        fn with_room<T: Copy>(v: &[T], extra: usize) -> Vec<T> {
+            let mut copy = Vec::with_capacity(v.len() + extra);
+            copy.extend_from_slice(v);
+            copy
+        }
+        let entries_room = self.slots.len() / 4 + 8;
+        Node {
+            level: self.level,
+            tid: self.tid,
+            owner: self.owner,
+            slots: with_room(&self.slots, entries_room),
+            dirty_children: self.dirty_children.clone(),
+            child_cache: self.child_cache.clone(),
+            prefixes: with_room(&self.prefixes, entries_room),
+            heap: with_room(&self.heap, NODE_CAPACITY_BYTES / 4),
+            used_bytes: self.used_bytes,
+        }
     }
 }
 

@@ -114,16 +114,20 @@ impl BatchWriter {
         }
     }
 
-    pub fn write(&mut self, block: u64, bytes: &[u8]) -> Result<()> {
+    /// Room for one node at `block`, to encode it in place (no copy into the batch).
+    pub fn node_slot(&mut self, block: u64) -> Result<&mut [u8]> {
         let next = self.start_block + (self.buf.len() / BLOCK_BYTES) as u64;
         if !self.buf.is_empty() && (block != next || self.buf.len() >= WRITE_BATCH_BYTES_MAX) {
             self.finish()?;
         }
         if self.buf.is_empty() {
             self.start_block = block;
+            // Once per writer: growing by doubling would copy the batch again and again.
+            self.buf.reserve(WRITE_BATCH_BYTES_MAX + NODE_BYTES);
         }
-        self.buf.extend_from_slice(bytes);
-        Ok(())
+        let at = self.buf.len();
+        self.buf.resize(at + NODE_BYTES, 0);
+        Ok(&mut self.buf[at..])
     }
 
     pub fn finish(&mut self) -> Result<()> {

@@ -350,6 +350,27 @@ impl WriteTxn<'_> {
         self.put(tree, key, value, EntryKind::Plain)
     }
 
+    /// Inserts many records, as [`WriteTxn::insert`] one after another would (a key given
+    /// twice ends with its last value). They are applied in key order: consecutive keys
+    /// share most of their path, so a random batch goes in at close to the speed of an
+    /// ordered one. Sorts `records` in place. Returns how many keys were new.
+    pub fn insert_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        tree: TreeId,
+        records: &mut [(K, V)],
+    ) -> Result<u64> {
+        for (k, v) in records.iter() {
+            Self::check_sizes(k.as_ref(), v.as_ref().len())?;
+        }
+        // Stable, so of equal keys the last given is applied last.
+        records.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let mut new = 0;
+        for (k, v) in records.iter() {
+            new += u64::from(self.put(tree, k.as_ref(), v.as_ref(), EntryKind::Plain)?);
+        }
+        Ok(new)
+    }
+
     /// Sets `key` to a record that references `extent` (and carries `payload`). The record
     /// holds its own reference: the first record made for a fresh extent takes over the
     /// allocation's reference, every further one (a reflink) adds one.
@@ -754,7 +775,7 @@ mod tests {
 
     #[test]
     fn halves_cut_a_run_between_buffers() {
-        let data = vec![0u8; 40];
+        let data = [0u8; 40];
         let mut runs: Runs = vec![(
             0,
             vec![&data[..10], &data[..10], &data[..10], &data[..10]],
@@ -769,7 +790,7 @@ mod tests {
 
     #[test]
     fn halves_fall_between_runs() {
-        let data = vec![0u8; 40];
+        let data = [0u8; 40];
         let mut runs: Runs = vec![(0, vec![&data[..20]], 20), (100, vec![&data[..20]], 20)];
         assert_eq!(split_runs_in_half(&mut runs, 40), 1);
         assert_eq!(lens(&runs), vec![(0, vec![20], 20), (100, vec![20], 20)]);
@@ -777,7 +798,7 @@ mod tests {
 
     #[test]
     fn one_buffer_cannot_be_cut() {
-        let data = vec![0u8; 40];
+        let data = [0u8; 40];
         let mut runs: Runs = vec![(0, vec![&data[..]], 40)];
         assert_eq!(split_runs_in_half(&mut runs, 40), 1);
         assert_eq!(lens(&runs), vec![(0, vec![40], 40)]);

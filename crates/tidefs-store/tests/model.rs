@@ -122,6 +122,29 @@ fn run(seed: u64, steps: usize) {
         let writable: Vec<TreeId> = trees.iter().copied().filter(|t| !h.read_only[t]).collect();
         let op = rng.gen_range(0..1000);
         match op {
+            0..=39 if !writable.is_empty() => {
+                // insert_many: applied in key order, a repeated key ends with its last value.
+                let tree = writable[rng.gen_range(0..writable.len())];
+                let n = rng.gen_range(1..300);
+                let given: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+                    .map(|_| (key(&mut rng, space), value(&mut rng)))
+                    .collect();
+                let mut records = given.clone();
+                let new = h
+                    .pool()
+                    .write(|t| t.insert_many(tree, &mut records))
+                    .unwrap();
+                let model = h.live.get_mut(&tree).unwrap();
+                let mut expected_new = 0;
+                for (k, v) in given {
+                    expected_new += u64::from(model.insert(k, v).is_none());
+                }
+                assert_eq!(
+                    new, expected_new,
+                    "step {step}: insert_many's count of new keys"
+                );
+                h.check_tree(tree);
+            }
             0..=449 if !writable.is_empty() => {
                 // A batch of inserts and deletes in one write call.
                 let tree = writable[rng.gen_range(0..writable.len())];

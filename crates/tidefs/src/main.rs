@@ -7,6 +7,11 @@ mod output;
 mod pool_arg;
 mod spec;
 
+/// Transactions copy many nodes and free them at commit; glibc's malloc handed those pages
+/// back to the kernel after every commit and took page faults to get them again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -405,10 +405,9 @@ impl Mutator<'_> {
         }
         let block = self.space.alloc(NODE_BLOCKS)?;
         self.io.forget(block);
-        let mut buf = vec![0u8; crate::layout::NODE_BYTES];
-        n.encode(&mut buf);
-        let checksum = crate::node::node_checksum(&buf);
-        writer.write(block, &buf)?;
+        let buf = writer.node_slot(block)?;
+        n.encode(buf);
+        let checksum = crate::node::node_checksum(buf);
         self.io.remember(block, checksum, node.clone());
         let r = BlockRef {
             block,
