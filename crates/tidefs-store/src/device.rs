@@ -36,6 +36,10 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// Hints that `len` bytes at `offset` will be read soon, so a device may start reading
     /// them in the background. Only a hint: nothing fails.
     fn prefetch(&self, _offset: u64, _len: u64) {}
+    /// Hints that `len` bytes just written at `offset` will not be read back through the
+    /// device soon, so it may start writing them out now (the next flush then has less to
+    /// wait for). Only a hint: nothing fails, and durability still needs a flush.
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
     /// Current size in bytes.
     fn size_bytes(&self) -> io::Result<u64>;
     /// Grows the device to `bytes`; devices of fixed size return an error.
@@ -210,6 +214,18 @@ impl BlockDevice for FileDevice {
         );
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) {
+        // On Linux, DONTNEED starts writeback of the range's dirty pages without waiting
+        // for it (and drops pages already clean); the store keeps what it needs in its
+        // own node cache.
+        let _ = rustix::fs::fadvise(
+            &self.file,
+            offset,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::DontNeed,
+        );
+    }
+
     fn size_bytes(&self) -> io::Result<u64> {
         match self.fixed_size {
             Some(size) => Ok(size),
@@ -336,8 +352,20 @@ impl<D: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<D> {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         (**self).write_at(offset, buf)
     }
+    fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        (**self).write_data_at(offset, buf)
+    }
+    fn write_data_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        (**self).write_data_vectored_at(offset, bufs)
+    }
     fn flush(&self) -> io::Result<()> {
         (**self).flush()
+    }
+    fn prefetch(&self, offset: u64, len: u64) {
+        (**self).prefetch(offset, len)
+    }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        (**self).start_writeback(offset, len)
     }
     fn size_bytes(&self) -> io::Result<u64> {
         (**self).size_bytes()
@@ -347,5 +375,77 @@ impl<D: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<D> {
     }
     fn capacity_bytes(&self) -> Option<u64> {
         (**self).capacity_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Counts the calls that have their own default in the trait.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemDevice,
+        data_writes: AtomicUsize,
+        vectored: AtomicUsize,
+        prefetches: AtomicUsize,
+        writebacks: AtomicUsize,
+    }
+
+    impl BlockDevice for Counting {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            self.inner.write_at(offset, buf)
+        }
+        fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            self.data_writes.fetch_add(1, Ordering::Relaxed);
+            self.inner.write_at(offset, buf)
+        }
+        fn write_data_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+            self.vectored.fetch_add(1, Ordering::Relaxed);
+            self.inner.write_at(offset, &bufs.concat())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn prefetch(&self, _offset: u64, _len: u64) {
+            self.prefetches.fetch_add(1, Ordering::Relaxed);
+        }
+        fn start_writeback(&self, _offset: u64, _len: u64) {
+            self.writebacks.fetch_add(1, Ordering::Relaxed);
+        }
+        fn size_bytes(&self) -> io::Result<u64> {
+            self.inner.size_bytes()
+        }
+        fn grow(&self, bytes: u64) -> io::Result<()> {
+            self.inner.grow(bytes)
+        }
+    }
+
+    #[test]
+    fn an_arc_passes_every_call_to_its_device() {
+        // The store holds `Arc<dyn BlockDevice>`, and method calls on it resolve to the
+        // `Arc` impl: a call it does not forward silently takes the trait's default.
+        let device = Arc::new(Counting::default());
+        let shared: Arc<dyn BlockDevice> = device.clone();
+        let held = &shared;
+        held.grow(1 << 20).unwrap();
+        held.write_data_at(0, &[1; 4096]).unwrap();
+        held.write_data_vectored_at(4096, &[&[2; 4096], &[3; 4096]])
+            .unwrap();
+        held.prefetch(0, 4096);
+        held.start_writeback(0, 4096);
+        assert_eq!(device.data_writes.load(Ordering::Relaxed), 1);
+        assert_eq!(device.vectored.load(Ordering::Relaxed), 1);
+        assert_eq!(device.prefetches.load(Ordering::Relaxed), 1);
+        assert_eq!(device.writebacks.load(Ordering::Relaxed), 1);
+        let mut back = vec![0u8; 3 * 4096];
+        held.read_at(0, &mut back).unwrap();
+        assert!(back[..4096].iter().all(|&b| b == 1) && back[8192..].iter().all(|&b| b == 3));
     }
 }

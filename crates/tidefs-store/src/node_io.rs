@@ -103,6 +103,9 @@ pub(crate) struct BatchWriter {
     device: Arc<dyn BlockDevice>,
     buf: Vec<u8>,
     start_block: u64,
+    /// Device range and bytes written since the last writeback hint.
+    unhinted: Option<(u64, u64)>,
+    unhinted_bytes: usize,
 }
 
 impl BatchWriter {
@@ -111,6 +114,8 @@ impl BatchWriter {
             device,
             buf: Vec::new(),
             start_block: 0,
+            unhinted: None,
+            unhinted_bytes: 0,
         }
     }
 
@@ -138,6 +143,19 @@ impl BatchWriter {
         self.device
             .write_at(offset, &self.buf)
             .map_err(|e| StoreError::io("writing tree nodes", offset, e))?;
+        // A big commit: every 8 MiB written, the disk is asked to start on them while the
+        // rest is encoded, so the commit's flush finds less to wait for.
+        let end = offset + self.buf.len() as u64;
+        let (lo, hi) = self
+            .unhinted
+            .map_or((offset, end), |(lo, hi)| (lo.min(offset), hi.max(end)));
+        self.unhinted_bytes += self.buf.len();
+        self.unhinted = Some((lo, hi));
+        if self.unhinted_bytes >= WRITE_BATCH_BYTES_MAX {
+            self.device.start_writeback(lo, hi - lo);
+            self.unhinted = None;
+            self.unhinted_bytes = 0;
+        }
         self.buf.clear();
         Ok(())
     }

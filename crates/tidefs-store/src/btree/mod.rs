@@ -5,3 +5,4 @@ pub(crate) mod cursor;
 pub(crate) mod diff;
 pub(crate) mod mutate;
 pub(crate) mod root;
+pub(crate) mod write_out;

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use crate::bref::{BlockRef, Extent};
 use crate::error::Result;
 use crate::ids::{Tid, TreeId};
-use crate::layout::NODE_BLOCKS;
 use crate::node::{EntryKind, HeldRef, Node, NODE_CAPACITY_BYTES};
-use crate::node_io::{BatchWriter, NodeIo};
+use crate::node_io::NodeIo;
 use crate::space_map::{FreedRun, SpaceMap};
 use crate::tracked_set::TrackedSet;
 
@@ -362,59 +361,6 @@ impl Mutator<'_> {
         parent.replace_key(r, &sep);
         parent.set_dirty_child(r, right_arc);
         Ok(())
-    }
-
-    /// Writes every edited node of a tree bottom-up; the root becomes clean.
-    pub fn write_out(&mut self, root: &mut Root, writer: &mut BatchWriter) -> Result<()> {
-        if let Root::Dirty(node) = root {
-            let node = node.clone();
-            *root = Root::Empty;
-            let level = node.level;
-            let bref = self.write_node(node, writer)?;
-            *root = Root::Clean { bref, level };
-        }
-        Ok(())
-    }
-
-    fn write_node(&mut self, node: Arc<Node>, writer: &mut BatchWriter) -> Result<BlockRef> {
-        self.write_node_keep(node, writer).map(|(r, _)| r)
-    }
-
-    /// Writes a node (children first) and returns its bref and the clean node, which the
-    /// parent remembers so later descents skip the node cache.
-    fn write_node_keep(
-        &mut self,
-        mut node: Arc<Node>,
-        writer: &mut BatchWriter,
-    ) -> Result<(BlockRef, Arc<Node>)> {
-        let n = Arc::make_mut(&mut node);
-        let mut written = Vec::new();
-        for i in 0..n.len() {
-            if let Some(child) = n.take_dirty_child(i) {
-                let (r, clean) = self.write_node_keep(child, writer)?;
-                n.set_clean_child(i, r);
-                written.push((i, clean));
-            }
-        }
-        n.tid = self.tid;
-        if !n.is_leaf() {
-            n.reset_child_cache();
-            for (i, clean) in &written {
-                n.remember_child(*i, clean);
-            }
-        }
-        let block = self.space.alloc(NODE_BLOCKS)?;
-        self.io.forget(block);
-        let buf = writer.node_slot(block)?;
-        n.encode(buf);
-        let checksum = crate::node::node_checksum(buf);
-        self.io.remember(block, checksum, node.clone());
-        let r = BlockRef {
-            block,
-            checksum,
-            modify_tid: self.tid,
-        };
-        Ok((r, node))
     }
 }
 
