@@ -64,6 +64,10 @@ pub(crate) struct RedoLog {
     pub write_start: usize,
     /// The running write has attempted a change (even one that failed half-way).
     pub write_dirty: bool,
+    /// The running write logged more than [`REDO_BYTES_MAX`] and stopped logging: undoing
+    /// it still works (it replays only the writes before it), but once it is kept the log
+    /// no longer describes the transaction, so the next write needs a new checkpoint.
+    pub running_unlogged: bool,
 }
 
 impl RedoLog {
@@ -76,6 +80,7 @@ impl RedoLog {
             writes: 0,
             write_start: 0,
             write_dirty: false,
+            running_unlogged: false,
         }
     }
 
@@ -93,10 +98,31 @@ impl RedoLog {
 
     /// Whether the next write should start from a new checkpoint.
     pub fn is_due(&self) -> bool {
-        self.writes >= CHECKPOINT_WRITES || self.arena.len() >= REDO_BYTES_MAX
+        self.writes >= CHECKPOINT_WRITES
+            || self.arena.len() >= REDO_BYTES_MAX
+            || self.running_unlogged
+    }
+
+    /// Logs one change of the running write, unless the write has grown too big to log
+    /// (a bulk load would otherwise copy every record once more for nothing).
+    pub fn log(&mut self, redo: impl FnOnce() -> Redo) {
+        if !self.running_unlogged {
+            self.entries.push(redo());
+        }
+    }
+
+    fn stop_logging_if_big(&mut self) -> bool {
+        if !self.running_unlogged && self.arena.len() - self.arena_start > REDO_BYTES_MAX {
+            self.drop_running_write();
+            self.running_unlogged = true;
+        }
+        self.running_unlogged
     }
 
     pub fn log_put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) {
+        if self.stop_logging_if_big() {
+            return;
+        }
         self.arena.extend_from_slice(key);
         self.arena.extend_from_slice(value);
         self.entries.push(Redo::Put {
@@ -108,6 +134,9 @@ impl RedoLog {
     }
 
     pub fn log_remove(&mut self, tree: TreeId, key: &[u8]) {
+        if self.stop_logging_if_big() {
+            return;
+        }
         self.arena.extend_from_slice(key);
         self.entries.push(Redo::Remove {
             tree,

@@ -213,7 +213,7 @@ impl WriteTxn<'_> {
     /// Logs a change that succeeded, for replay after a later write's rollback.
     fn log(&mut self, redo: impl FnOnce() -> Redo) {
         if let Some(log) = &mut self.state.redo {
-            log.entries.push(redo());
+            log.log(redo);
         }
     }
 
