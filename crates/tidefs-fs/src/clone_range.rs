@@ -107,6 +107,7 @@ impl Subvol {
             if !caller.is_root() {
                 kill_suid_sgid(&mut inode);
             }
+            cx.drop_file_capabilities(dst_ino)?;
             cx.put_inode(&inode)?;
             Ok(len)
         })

@@ -23,7 +23,6 @@ use crate::host::{io_err, lstat, read_small_file, read_xattrs, stat_at, HostMeta
 use crate::inode::{FileKind, Inode, NewInode, ROOT_INO};
 use crate::subvol::Subvol;
 use crate::xattr::check_xattr_name;
-use tidefs_store::AlignedBuf;
 
 /// Files up to this size are read by the walker and inserted with their batch; bigger
 /// ones are streamed with holes preserved.
@@ -316,11 +315,10 @@ impl Importer<'_> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<()> {
         let file = std::fs::File::open(path).map_err(|e| FsError::host("open", path, e))?;
-        let (full_tx, full_rx) = sync_channel::<Result<(u64, AlignedBuf, usize)>>(BIG_CHUNKS_AHEAD);
-        let (empty_tx, empty_rx) = sync_channel::<AlignedBuf>(BIG_CHUNKS_AHEAD + 2);
+        let (full_tx, full_rx) = sync_channel::<Result<(u64, Vec<u8>, usize)>>(BIG_CHUNKS_AHEAD);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BIG_CHUNKS_AHEAD + 2);
         for _ in 0..BIG_CHUNKS_AHEAD + 2 {
-            // Page-aligned, so whole blocks go to the pool by direct I/O without a copy.
-            let _ = empty_tx.send(AlignedBuf::new(BIG_CHUNK_BYTES));
+            let _ = empty_tx.send(vec![0u8; BIG_CHUNK_BYTES]);
         }
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
@@ -439,8 +437,8 @@ fn read_data_segments(
     file: &std::fs::File,
     path: &Path,
     size: u64,
-    empty: &std::sync::mpsc::Receiver<AlignedBuf>,
-    full: &SyncSender<Result<(u64, AlignedBuf, usize)>>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+    full: &SyncSender<Result<(u64, Vec<u8>, usize)>>,
 ) -> Result<()> {
     use rustix::fs::SeekFrom;
     let fd = file.as_fd();

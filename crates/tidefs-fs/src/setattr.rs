@@ -56,10 +56,12 @@ impl Cx<'_, '_> {
             self.truncate_data(&mut inode, size)?;
             if changed {
                 inode.mtime = now;
-                if !caller.is_root() {
-                    kill_suid_sgid(&mut inode);
-                }
             }
+            // As Linux's do_truncate: privileges go even if the size stays.
+            if !caller.is_root() {
+                kill_suid_sgid(&mut inode);
+            }
+            self.drop_file_capabilities(ino)?;
         }
         if attr.uid.is_some() || attr.gid.is_some() {
             if let Some(uid) = attr.uid {
@@ -70,6 +72,7 @@ impl Cx<'_, '_> {
             }
             if !inode.is_dir() {
                 kill_suid_sgid(&mut inode);
+                self.drop_file_capabilities(ino)?;
             }
         }
         if let Some(mode) = attr.mode {

@@ -298,6 +298,7 @@ impl Subvol {
             if !caller.is_root() {
                 kill_suid_sgid(&mut inode);
             }
+            cx.drop_file_capabilities(ino)?;
             cx.put_inode(&inode)?;
             Ok(data.len())
         })

@@ -123,6 +123,9 @@ pub(crate) fn check_xattr_name(inode: &Inode, name: &[u8], writing: bool) -> Res
     Ok(())
 }
 
+/// Where Linux keeps a file's capabilities.
+const FILE_CAPABILITIES_XATTR: &[u8] = b"security.capability";
+
 impl Cx<'_, '_> {
     pub fn get_xattr(&mut self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
         let tree = self.tree;
@@ -186,6 +189,14 @@ impl Cx<'_, '_> {
             v.extend_from_slice(&n.to_le_bytes());
             self.put(&xattr_key(ino, name), &v)
         }
+    }
+
+    /// Drops the file capabilities (`security.capability`) of a regular file, as Linux does
+    /// whenever one is written, truncated or changes owner (even by root): a changed
+    /// program must not keep the privileges granted to the old one.
+    pub fn drop_file_capabilities(&mut self, ino: u64) -> Result<()> {
+        self.remove_xattr_records(ino, FILE_CAPABILITIES_XATTR)
+            .map(|_| ())
     }
 
     pub fn remove_xattr(&mut self, ino: u64, name: &[u8]) -> Result<()> {

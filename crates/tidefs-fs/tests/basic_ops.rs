@@ -310,6 +310,48 @@ fn xattrs() {
 }
 
 #[test]
+fn writes_truncates_clones_and_chown_drop_file_capabilities() {
+    // As Linux: a changed program loses the privileges granted to the old one, even when
+    // root changes it; reads, chmod and other xattrs leave them.
+    let (fs, sub, _) = mem_fs();
+    let caps: &[u8] = b"caps";
+    let with_caps = |name: &[u8]| {
+        let f = sub.create(ROOT_INO, name, 0o755, &ROOT).unwrap();
+        sub.write(f.ino, 0, &[7u8; 8192], &ROOT).unwrap();
+        sub.setxattr(f.ino, b"security.capability", caps, 0)
+            .unwrap();
+        sub.setxattr(f.ino, b"user.keep", b"k", 0).unwrap();
+        f.ino
+    };
+    let has_caps = |ino: u64| sub.getxattr(ino, b"security.capability").is_ok();
+    let w = with_caps(b"w");
+    sub.write(w, 3, b"x", &ROOT).unwrap();
+    assert!(!has_caps(w), "write");
+    assert_eq!(sub.getxattr(w, b"user.keep").unwrap(), b"k");
+    let t = with_caps(b"t");
+    sub.truncate(t, 8192, &ROOT).unwrap();
+    assert!(!has_caps(t), "truncate, even to the same size");
+    let c = with_caps(b"c");
+    let chown = SetAttr {
+        uid: Some(5),
+        ..Default::default()
+    };
+    sub.setattr(c, &chown, &ROOT).unwrap();
+    assert!(!has_caps(c), "chown");
+    let k = with_caps(b"k");
+    let chmod = SetAttr {
+        mode: Some(0o700),
+        ..Default::default()
+    };
+    sub.setattr(k, &chmod, &ROOT).unwrap();
+    sub.read(k, 0, 100).unwrap();
+    assert!(has_caps(k), "chmod and read keep them");
+    sub.clone_range(&sub, w, 0, k, 0, 4096, &ROOT).unwrap();
+    assert!(!has_caps(k), "a clone into the file");
+    assert_clean(&fs);
+}
+
+#[test]
 fn setattr_times_and_setid_rules() {
     let (fs, sub, clock) = mem_fs();
     let user = tidefs_fs::Caller::new(1000, 1000);

@@ -31,7 +31,8 @@ pub enum MountTarget {
 pub struct MountConfig {
     pub mountpoint: PathBuf,
     /// Threads serving requests (they share the pool's single writer, but overlap the
-    /// kernel round trips and the device I/O of reads).
+    /// kernel round trips and the device I/O of reads). More threads than CPUs only
+    /// contend for the kernel's request queue: one per CPU, at least two, by default.
     pub threads: usize,
     /// Let users other than the mounting one in (FUSE's `allow_other`).
     pub allow_other: bool,
@@ -49,7 +50,7 @@ impl MountConfig {
     pub fn new(mountpoint: PathBuf) -> MountConfig {
         MountConfig {
             mountpoint,
-            threads: 4,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             allow_other: false,
             cache_ttl: Duration::from_secs(60),
             commit: CommitPolicy::default(),

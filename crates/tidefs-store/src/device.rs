@@ -8,8 +8,6 @@ use std::path::Path;
 
 use parking_lot::RwLock;
 
-use crate::aligned_buf::{is_aligned, AlignedBuf, DIRECT_IO_ALIGN};
-
 /// Backing storage of a pool: a file, a block device, or a simulated device in tests.
 pub trait BlockDevice: Send + Sync + 'static {
     /// Reads exactly `buf.len()` bytes at `offset`. Bytes never written read as zero.
@@ -17,7 +15,7 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// Writes all of `buf` at `offset`. Not durable until [`BlockDevice::flush`] returns.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Like [`BlockDevice::write_at`], for bulk file data that nobody will read back soon:
-    /// a device may send it around its caches (direct I/O). Same durability contract.
+    /// a device may start writing it out at once. Same durability contract.
     fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.write_at(offset, buf)
     }
@@ -53,17 +51,15 @@ pub trait BlockDevice: Send + Sync + 'static {
 /// A pool kept in a regular file or on a raw block device.
 pub struct FileDevice {
     file: File,
-    /// The same file opened with O_DIRECT, where the file system allows it: big data
-    /// writes skip the page cache (no copy into it, and no gigabyte of dirty pages for the
-    /// commit's flush to wait for).
-    direct: Option<File>,
     fixed_size: Option<u64>,
 }
 
-/// Data writes at least this long go direct; shorter ones are cheaper buffered.
-const DIRECT_WRITE_BYTES_MIN: usize = 128 << 10;
-/// Bounce buffer size for data that is not page-aligned in memory.
-const BOUNCE_BYTES: usize = 4 << 20;
+/// Bulk data writes at least this long ask the kernel to start writing them out at once.
+/// Buffered writes with that hint beat direct I/O here: the caller returns after a copy
+/// into the page cache (no wait for the device), the disk works in the background with
+/// many requests in flight, the commit's flush finds little left, and data just written
+/// reads back from memory. (Direct I/O, tried first, waited for every request.)
+const WRITEBACK_HINT_BYTES_MIN: usize = 128 << 10;
 
 impl FileDevice {
     /// Opens (or with `create`, creates) the file or block device at `path`.
@@ -80,20 +76,7 @@ impl FileDevice {
         } else {
             None
         };
-        // tmpfs and some others refuse O_DIRECT: then every write is buffered.
-        let direct = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-                .ok()
-        };
-        Ok(FileDevice {
-            file,
-            direct,
-            fixed_size,
-        })
+        Ok(FileDevice { file, fixed_size })
     }
 
     /// The open file, e.g. to take a lock on it.
@@ -134,69 +117,28 @@ impl BlockDevice for FileDevice {
     }
 
     fn write_data_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        let align = DIRECT_IO_ALIGN as u64;
-        let direct = match &self.direct {
-            Some(d)
-                if buf.len() >= DIRECT_WRITE_BYTES_MIN
-                    && offset.is_multiple_of(align)
-                    && (buf.len() as u64).is_multiple_of(align) =>
-            {
-                d
-            }
-            _ => return self.write_at(offset, buf),
-        };
-        if is_aligned(buf) {
-            return direct.write_all_at(buf, offset);
+        self.file.write_all_at(buf, offset)?;
+        if buf.len() >= WRITEBACK_HINT_BYTES_MIN {
+            self.start_writeback(offset, buf.len() as u64);
         }
-        thread_local! {
-            static BOUNCE: std::cell::RefCell<Option<AlignedBuf>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        BOUNCE.with(|b| {
-            let mut b = b.borrow_mut();
-            let bounce = b.get_or_insert_with(|| AlignedBuf::new(BOUNCE_BYTES));
-            let mut at = offset;
-            for chunk in buf.chunks(BOUNCE_BYTES) {
-                bounce[..chunk.len()].copy_from_slice(chunk);
-                direct.write_all_at(&bounce[..chunk.len()], at)?;
-                at += chunk.len() as u64;
-            }
-            Ok(())
-        })
+        Ok(())
     }
 
     fn write_data_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        let align = DIRECT_IO_ALIGN as u64;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let aligned = bufs
-            .iter()
-            .all(|b| is_aligned(b) && (b.len() as u64).is_multiple_of(align));
-        let direct = match &self.direct {
-            Some(d)
-                if aligned && total >= DIRECT_WRITE_BYTES_MIN && offset.is_multiple_of(align) =>
-            {
-                d
-            }
-            _ => {
-                let mut at = offset;
-                for buf in bufs {
-                    self.write_data_at(at, buf)?;
-                    at += buf.len() as u64;
-                }
-                return Ok(());
-            }
-        };
-        // One pwritev: the disk gets one big request instead of one per extent.
+        // One pwritev for the run: fewer system calls, one range for the writeback hint.
         let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         let mut at = offset;
         while !rest.is_empty() {
-            let n = rustix::io::pwritev(direct, rest, at)?;
+            let n = rustix::io::pwritev(&self.file, rest, at)?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             at += n as u64;
             io::IoSlice::advance_slices(&mut rest, n);
+        }
+        if (at - offset) as usize >= WRITEBACK_HINT_BYTES_MIN {
+            self.start_writeback(offset, at - offset);
         }
         Ok(())
     }
@@ -216,8 +158,7 @@ impl BlockDevice for FileDevice {
 
     fn start_writeback(&self, offset: u64, len: u64) {
         // On Linux, DONTNEED starts writeback of the range's dirty pages without waiting
-        // for it (and drops pages already clean); the store keeps what it needs in its
-        // own node cache.
+        // for it; pages already clean are dropped, the ones just written stay cached.
         let _ = rustix::fs::fadvise(
             &self.file,
             offset,

@@ -5,7 +5,6 @@
 //! The on-disk format is specified in `docs/format.md`, the commit protocol and its crash
 //! argument in `docs/commit.md`.
 
-mod aligned_buf;
 mod bref;
 mod btree;
 mod device;
@@ -29,7 +28,6 @@ mod tree_space;
 mod tree_view;
 mod txn;
 
-pub use aligned_buf::{is_aligned, AlignedBuf, DIRECT_IO_ALIGN};
 pub use bref::{BlockRef, Extent, TreeInfo};
 pub use btree::changed::ChangedSince;
 pub use btree::cursor::RangeIter;

@@ -1,11 +1,10 @@
-//! Extent data: big batches written in parallel (and by direct I/O on a file device) read
+//! Extent data: big batches written in parallel (and as vectored runs on a file device) read
 //! back exactly, survive a reopen, and bad writes are refused.
 
 use std::sync::Arc;
 
 use tidefs_store::{
-    AlignedBuf, CreateOptions, Extent, OpenOptions, Pool, StoreError, BLOCK_BYTES,
-    EXTENT_BLOCKS_PACKED,
+    CreateOptions, Extent, OpenOptions, Pool, StoreError, BLOCK_BYTES, EXTENT_BLOCKS_PACKED,
 };
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
@@ -16,15 +15,14 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 
 fn write_and_check(pool: &Pool) -> Vec<(Extent, Vec<u8>)> {
     // Two-megabyte extents, plus an odd-sized one, in one batch (parallel path), from
-    // buffers both aligned and not aligned in memory.
+    // separate buffers.
     let sizes = [512u32, 512, 3, 512, 129];
     let datas: Vec<Vec<u8>> = sizes
         .iter()
         .enumerate()
         .map(|(i, b)| pattern(i as u8, *b as usize * BLOCK_BYTES))
         .collect();
-    let mut aligned = AlignedBuf::new(datas[0].len());
-    aligned.copy_from_slice(&datas[0]);
+    let aligned = datas[0].clone();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let extents = pool
         .write(|t| -> Result<Vec<Extent>, StoreError> {
@@ -144,8 +142,7 @@ fn packed_extents_lie_back_to_back_and_are_written_as_runs() {
     let ext_bytes = EXTENT_BLOCKS_PACKED as usize * BLOCK_BYTES;
     let count = 7;
     let data = pattern(9, ext_bytes * count);
-    let mut buf = AlignedBuf::new(data.len());
-    buf.copy_from_slice(&data);
+    let buf = data.clone();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let (extents, sum) = pool
         .write(|t| -> Result<(Vec<Extent>, u64), StoreError> {

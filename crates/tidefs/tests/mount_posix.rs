@@ -372,3 +372,120 @@ fn inode_numbers_and_contents_are_stable_across_remounts() {
         );
     }
 }
+
+/// A valid `security.capability` value (revision 2, effective, cap_net_raw permitted).
+const FILE_CAPS: [u8; 20] = [
+    0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+fn file_caps(path: &Path) -> Option<Vec<u8>> {
+    let mut v = [0u8; 64];
+    match rustix::fs::getxattr(path, "security.capability", &mut v) {
+        Ok(n) => Some(v[..n].to_vec()),
+        Err(Errno::NODATA) => None,
+        Err(e) => panic!("getxattr {}: {e}", path.display()),
+    }
+}
+
+#[test]
+fn writes_truncates_and_chown_drop_privileges_as_linux_does() {
+    // The mount asks for FUSE_HANDLE_KILLPRIV_V2: the kernel leaves dropping setuid,
+    // setgid and file capabilities to tidefs, which must do what Linux does.
+    require_fuse!();
+    if !have("setpriv") || rustix::process::getuid().as_raw() != 0 {
+        eprintln!("skipped: needs root (file capabilities) and setpriv");
+        return;
+    }
+    let mut p = TestPool::new();
+    let mnt = p.mount("home", "mnt", &["--allow-other"]);
+    type Change = fn(&Path);
+    let changes: [(&str, Change); 4] = [
+        ("write", |f| {
+            OpenOptions::new()
+                .append(true)
+                .open(f)
+                .unwrap()
+                .write_all(b"more")
+                .unwrap()
+        }),
+        ("truncate", |f| {
+            File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_len(2)
+                .unwrap()
+        }),
+        ("truncate to the same size", |f| {
+            let len = fs::metadata(f).unwrap().len();
+            File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_len(len)
+                .unwrap()
+        }),
+        ("chown", |f| {
+            std::os::unix::fs::chown(f, Some(1), Some(1)).unwrap()
+        }),
+    ];
+    for (what, change) in changes {
+        let f = mnt.join(format!("caps-{}", what.replace(' ', "-")));
+        fs::write(&f, b"program").unwrap();
+        rustix::fs::setxattr(
+            &f,
+            "security.capability",
+            &FILE_CAPS,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(
+            file_caps(&f).as_deref(),
+            Some(&FILE_CAPS[..]),
+            "{what}: set"
+        );
+        change(&f);
+        assert_eq!(file_caps(&f), None, "{what} drops file capabilities");
+    }
+    // A read or a chmod keeps them.
+    let kept = mnt.join("caps-kept");
+    fs::write(&kept, b"program").unwrap();
+    rustix::fs::setxattr(
+        &kept,
+        "security.capability",
+        &FILE_CAPS,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    fs::read(&kept).unwrap();
+    fs::set_permissions(&kept, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(file_caps(&kept).as_deref(), Some(&FILE_CAPS[..]));
+
+    // setuid and setgid: gone after a write by a user without CAP_FSETID, every time;
+    // kept after root's write.
+    let s = mnt.join("setuid");
+    fs::write(&s, b"x").unwrap();
+    for round in 0..2 {
+        fs::set_permissions(&s, fs::Permissions::from_mode(0o6777)).unwrap();
+        let out = as_nobody(&format!("printf y >> '{}'", s.display()));
+        assert!(out.is_empty(), "round {round}: {out}");
+        let mode = fs::metadata(&s).unwrap().mode() & 0o7777;
+        assert_eq!(
+            mode, 0o0777,
+            "round {round}: a non-root write clears setuid and setgid"
+        );
+    }
+    fs::set_permissions(&s, fs::Permissions::from_mode(0o4755)).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&s)
+        .unwrap()
+        .write_all(b"z")
+        .unwrap();
+    assert_eq!(
+        fs::metadata(&s).unwrap().mode() & 0o7777,
+        0o4755,
+        "root keeps setuid"
+    );
+    assert_eq!(fs::read(&s).unwrap(), b"xyyz");
+}

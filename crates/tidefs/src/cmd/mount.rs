@@ -59,9 +59,9 @@ pub struct MountArgs {
     /// Let other users in (FUSE allow_other; non-root needs user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     allow_other: bool,
-    /// Threads serving requests.
-    #[arg(long, default_value_t = 4)]
-    threads: usize,
+    /// Threads serving requests (default: one per CPU, at least two).
+    #[arg(long)]
+    threads: Option<usize>,
     /// With --background: where the serving process writes its errors (default: discarded).
     #[arg(long)]
     log: Option<PathBuf>,
@@ -112,7 +112,9 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
     }
     let fs = open_fs(pool, &target, args.create)?;
     let mut config = MountConfig::new(args.mountpoint.clone());
-    config.threads = args.threads;
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
     config.allow_other = args.allow_other;
     config.commit = CommitPolicy {
         interval: args.commit_interval,
