@@ -41,11 +41,11 @@ impl ReadTxn {
     }
 
     fn root_view(&self) -> TreeView {
-        TreeView {
-            io: self.shared.io.clone(),
-            id: TreeId::ROOT,
-            root: self.committed.root_tree.clone(),
-        }
+        TreeView::new(
+            self.shared.io.clone(),
+            TreeId::ROOT,
+            self.committed.root_tree.clone(),
+        )
     }
 
     /// The record describing `tree`.
@@ -69,18 +69,14 @@ impl ReadTxn {
             ));
         }
         if let Some((root, _)) = self.committed.overlay.get(&tree) {
-            return Ok(TreeView {
-                io: self.shared.io.clone(),
-                id: tree,
-                root: root.clone(),
-            });
+            return Ok(TreeView::new(self.shared.io.clone(), tree, root.clone()));
         }
         let info = self.tree_info(tree)?;
-        Ok(TreeView {
-            io: self.shared.io.clone(),
-            id: tree,
-            root: Root::from_ref(info.root, info.root_level),
-        })
+        Ok(TreeView::new(
+            self.shared.io.clone(),
+            tree,
+            Root::from_ref(info.root, info.root_level),
+        ))
     }
 
     /// Every tree with its record, in id order.

@@ -33,7 +33,9 @@
 //!  24 ...         space page: 1018 × u32 counts; directory page: 509 × (u32 crc, u32 free)
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::bref::le_u32;
@@ -161,8 +163,8 @@ impl SpaceMap {
             total_pages,
             max_pages,
             dir_crcs,
-            dirs: HashMap::new(),
-            pages: HashMap::new(),
+            dirs: HashMap::default(),
+            pages: HashMap::default(),
             dirty: BTreeSet::new(),
             used_blocks,
             pending_blocks: 0,

@@ -1,7 +1,7 @@
 //! A set of block numbers whose changes can be undone, so a savepoint costs O(changes)
 //! instead of a copy of the whole set (a transaction may allocate many thousands of extents).
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 #[derive(Default, Clone)]
 pub(crate) struct TrackedSet {

@@ -1,15 +1,16 @@
 //! A read-only handle on one tree as of a transaction or a committed root.
 
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::btree::changed::ChangedSince;
 use crate::btree::cursor::RangeIter;
 use crate::btree::diff::TreeDiff;
-use crate::btree::mutate::lookup;
+use crate::btree::mutate::lookup_from;
 use crate::btree::root::Root;
 use crate::error::Result;
 use crate::ids::{Tid, TreeId};
+use crate::node::Node;
 use crate::node_io::NodeIo;
 use crate::record::Record;
 
@@ -19,6 +20,8 @@ pub struct TreeView {
     pub(crate) io: Arc<NodeIo>,
     pub(crate) id: TreeId,
     pub(crate) root: Root,
+    /// The root node once loaded: lookups then start without a trip to the node cache.
+    root_node: OnceLock<Arc<Node>>,
 }
 
 fn owned(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
@@ -30,13 +33,29 @@ fn owned(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
 }
 
 impl TreeView {
+    pub(crate) fn new(io: Arc<NodeIo>, id: TreeId, root: Root) -> TreeView {
+        TreeView {
+            io,
+            id,
+            root,
+            root_node: OnceLock::new(),
+        }
+    }
+
     pub fn id(&self) -> TreeId {
         self.id
     }
 
     /// The record with `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
-        Ok(lookup(&self.io, &self.root, key)?.map(|(node, i)| Record::from_leaf(&node, i)))
+        let root = match self.root_node.get() {
+            Some(node) => node.clone(),
+            None => match self.root.node(&self.io)? {
+                Some(node) => self.root_node.get_or_init(|| node).clone(),
+                None => return Ok(None),
+            },
+        };
+        Ok(lookup_from(&self.io, root, key)?.map(|(node, i)| Record::from_leaf(&node, i)))
     }
 
     /// The value bytes of `key` (after the extent reference, for extent records).

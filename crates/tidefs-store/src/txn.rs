@@ -1,7 +1,7 @@
 //! The write transaction: the single writer's view of the pool, edited in memory and written
 //! out by a commit.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::bref::{Extent, TreeInfo};
@@ -60,7 +60,7 @@ impl TxnState {
     pub fn new(tid: Tid, root_tree: Root, next_tree_id: u64) -> TxnState {
         TxnState {
             tid,
-            trees: HashMap::new(),
+            trees: HashMap::default(),
             root_tree,
             next_tree_id,
             freed: Vec::new(),
@@ -420,11 +420,11 @@ impl WriteTxn<'_> {
     /// A view of `tree` with this transaction's changes so far.
     pub fn tree(&mut self, tree: TreeId) -> Result<TreeView> {
         self.load_tree(tree)?;
-        Ok(TreeView {
-            io: self.io.clone(),
-            id: tree,
-            root: self.state.trees[&tree].root.clone(),
-        })
+        Ok(TreeView::new(
+            self.io.clone(),
+            tree,
+            self.state.trees[&tree].root.clone(),
+        ))
     }
 
     /// The record describing `tree`.
@@ -435,11 +435,7 @@ impl WriteTxn<'_> {
 
     /// Every tree of the pool with its record, in id order.
     pub fn list_trees(&mut self) -> Result<Vec<(TreeId, TreeInfo)>> {
-        let view = TreeView {
-            io: self.io.clone(),
-            id: TreeId::ROOT,
-            root: self.state.root_tree.clone(),
-        };
+        let view = TreeView::new(self.io.clone(), TreeId::ROOT, self.state.root_tree.clone());
         let mut out = crate::read_txn::decode_tree_list(view)?;
         for (id, info) in &mut out {
             if let Some(ts) = self.state.trees.get(id) {

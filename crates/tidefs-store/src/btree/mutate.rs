@@ -373,9 +373,18 @@ fn held_block(held: HeldRef) -> u64 {
 
 /// Finds the leaf entry for `key`.
 pub(crate) fn lookup(io: &NodeIo, root: &Root, key: &[u8]) -> Result<Option<(Arc<Node>, usize)>> {
-    let Some(mut node) = root.node(io)? else {
-        return Ok(None);
-    };
+    match root.node(io)? {
+        Some(node) => lookup_from(io, node, key),
+        None => Ok(None),
+    }
+}
+
+/// [`lookup`] from a root node already at hand.
+pub(crate) fn lookup_from(
+    io: &NodeIo,
+    mut node: Arc<Node>,
+    key: &[u8],
+) -> Result<Option<(Arc<Node>, usize)>> {
     loop {
         if node.len() == 0 {
             return Ok(None);
