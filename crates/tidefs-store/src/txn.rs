@@ -364,10 +364,36 @@ impl WriteTxn<'_> {
         }
         // Stable, so of equal keys the last given is applied last.
         records.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        self.writable_tree(tree)?;
+        self.changing();
+        // One tree state and one mutator for the whole batch (put() sets them up per call).
+        let mut ts = self.state.trees.remove(&tree).expect("loaded");
+        let mut redo = self.state.redo.take();
         let mut new = 0;
-        for (k, v) in records.iter() {
-            new += u64::from(self.put(tree, k.as_ref(), v.as_ref(), EntryKind::Plain)?);
+        let mut result = Ok(());
+        {
+            let mut m = mutator!(self, tree);
+            for (k, v) in records.iter() {
+                let (k, v) = (k.as_ref(), v.as_ref());
+                match m.insert(&mut ts.root, k, v, EntryKind::Plain, Accounting::Managed) {
+                    Ok(is_new) => {
+                        new += u64::from(is_new);
+                        if let Some(log) = &mut redo {
+                            log.log_put(tree, k, v, EntryKind::Plain);
+                        }
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
         }
+        self.state.redo = redo;
+        ts.entry_dirty = true;
+        self.state.trees.insert(tree, ts);
+        self.state.changed = true;
+        result?;
         Ok(new)
     }
 
