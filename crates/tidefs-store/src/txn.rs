@@ -362,39 +362,36 @@ impl WriteTxn<'_> {
         for (k, v) in records.iter() {
             Self::check_sizes(k.as_ref(), v.as_ref().len())?;
         }
-        // Stable, so of equal keys the last given is applied last.
+        // Stable, so of equal keys the last given comes last, and is the one kept.
         records.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        self.writable_tree(tree)?;
-        self.changing();
-        // One tree state and one mutator for the whole batch (put() sets them up per call).
-        let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        let mut redo = self.state.redo.take();
-        let mut new = 0;
-        let mut result = Ok(());
-        {
-            let mut m = mutator!(self, tree);
-            for (k, v) in records.iter() {
-                let (k, v) = (k.as_ref(), v.as_ref());
-                match m.insert(&mut ts.root, k, v, EntryKind::Plain, Accounting::Managed) {
-                    Ok(is_new) => {
-                        new += u64::from(is_new);
-                        if let Some(log) = &mut redo {
-                            log.log_put(tree, k, v, EntryKind::Plain);
-                        }
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
+        let mut batch: Vec<(&[u8], &[u8])> = Vec::with_capacity(records.len());
+        for (k, v) in records.iter() {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            match batch.last_mut() {
+                Some(last) if last.0 == k => *last = (k, v),
+                _ => batch.push((k, v)),
             }
         }
-        self.state.redo = redo;
+        self.writable_tree(tree)?;
+        self.changing();
+        let mut ts = self.state.trees.remove(&tree).expect("loaded");
+        let result = mutator!(self, tree).insert_sorted(
+            &mut ts.root,
+            &batch,
+            EntryKind::Plain,
+            Accounting::Managed,
+        );
         ts.entry_dirty = true;
         self.state.trees.insert(tree, ts);
         self.state.changed = true;
-        result?;
-        Ok(new)
+        if result.is_ok() {
+            if let Some(log) = &mut self.state.redo {
+                for &(k, v) in &batch {
+                    log.log_put(tree, k, v, EntryKind::Plain);
+                }
+            }
+        }
+        result
     }
 
     /// Sets `key` to a record that references `extent` (and carries `payload`). The record

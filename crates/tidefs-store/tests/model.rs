@@ -411,3 +411,89 @@ fn random_operations_match_the_model() {
         run_seeded("random_operations_match_the_model", seed, |s| run(s, 1500));
     }
 }
+
+#[test]
+fn insert_many_builds_the_same_tree_as_single_inserts() {
+    // Big batches split one leaf or internal node into many pieces and grow the root by
+    // several levels at once; the result must hold exactly what single inserts would,
+    // and pass fsck (order, balance, tids, space) after a commit and a reopen.
+    for seed in seeds(3) {
+        run_seeded(
+            "insert_many_builds_the_same_tree_as_single_inserts",
+            seed,
+            |seed| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let device = Arc::new(MemDevice::new());
+                let pool = Pool::create(
+                    device.clone(),
+                    &CreateOptions::default(),
+                    &OpenOptions::default(),
+                )
+                .unwrap();
+                let tree = pool.write(|t| t.create_tree()).unwrap();
+                let mut model = BTreeMap::new();
+                for round in 0..4 {
+                    // Round 0 fills an empty tree with 40k records in one go; round 1 packs
+                    // 15k keys into a narrow range, so single leaves and their parents take
+                    // hundreds of records and split into many pieces; round 2 comes sorted.
+                    let n = match round {
+                        0 => 40_000,
+                        1 => 15_000,
+                        _ => rng.gen_range(1..20_000),
+                    };
+                    let dense = rng.gen_range(0..180_000u64);
+                    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+                        .map(|i| {
+                            let k = if round == 1 {
+                                dense * 1000 + (i as u64 % 15_000) * 7
+                            } else {
+                                rng.gen_range(0..200_000u64) * 1000
+                            };
+                            let v = vec![round as u8; rng.gen_range(0..300)];
+                            (k.to_be_bytes().to_vec(), v)
+                        })
+                        .collect();
+                    if round == 2 {
+                        batch.sort();
+                    }
+                    let mut expected_new = 0;
+                    for (k, v) in &batch {
+                        expected_new += u64::from(model.insert(k.clone(), v.clone()).is_none());
+                    }
+                    let new = pool.write(|t| t.insert_many(tree, &mut batch)).unwrap();
+                    assert_eq!(new, expected_new, "round {round}");
+                    if round % 2 == 1 {
+                        pool.commit().unwrap();
+                    }
+                }
+                pool.commit().unwrap();
+                let check = |pool: &Pool| {
+                    let read = pool.read();
+                    let got: Vec<(Vec<u8>, Vec<u8>)> = read
+                        .tree(tree)
+                        .unwrap()
+                        .range::<std::ops::RangeFull>(..)
+                        .unwrap()
+                        .map(|r| {
+                            let r = r.unwrap();
+                            (r.key, r.value)
+                        })
+                        .collect();
+                    let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+                    assert!(
+                        got == want,
+                        "tree differs from the model ({} vs {} records)",
+                        got.len(),
+                        want.len()
+                    );
+                };
+                check(&pool);
+                assert_fsck_clean(&pool);
+                drop(pool);
+                let pool = Pool::open(device, &OpenOptions::default()).unwrap();
+                check(&pool);
+                assert_fsck_clean(&pool);
+            },
+        );
+    }
+}

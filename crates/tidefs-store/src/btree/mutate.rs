@@ -40,7 +40,7 @@ pub(crate) enum Accounting {
 }
 
 impl Mutator<'_> {
-    fn new_node(&mut self, level: u8) -> Node {
+    pub(super) fn new_node(&mut self, level: u8) -> Node {
         *self.dirty_nodes += 1;
         Node::new(level, self.tid, self.owner)
     }
@@ -135,7 +135,7 @@ impl Mutator<'_> {
         self.space.inc(held_block(held))
     }
 
-    fn root_mut<'r>(&mut self, root: &'r mut Root) -> Result<&'r mut Node> {
+    pub(super) fn root_mut<'r>(&mut self, root: &'r mut Root) -> Result<&'r mut Node> {
         match root {
             Root::Empty => *root = Root::Dirty(Arc::new(self.new_node(0))),
             Root::Clean { bref, level } => {
@@ -151,7 +151,7 @@ impl Mutator<'_> {
     }
 
     /// Child `i` of `parent`, copied for editing if it is clean.
-    fn child_mut<'n>(&mut self, parent: &'n mut Node, i: usize) -> Result<&'n mut Node> {
+    pub(super) fn child_mut<'n>(&mut self, parent: &'n mut Node, i: usize) -> Result<&'n mut Node> {
         if parent.dirty_child(i).is_none() {
             let copy = self.cow(parent.child_ref(i), parent.level - 1)?;
             parent.set_dirty_child(i, Arc::new(copy));
@@ -209,30 +209,7 @@ impl Mutator<'_> {
     ) -> Result<(Option<Node>, bool)> {
         node.tid = self.tid;
         let new = if node.is_leaf() {
-            match node.search(key) {
-                Ok(i) => {
-                    let old = node.held_ref(i);
-                    node.replace_value(i, value, kind, self.tid);
-                    if accounting == Accounting::Managed {
-                        if let Some(held) = node.held_ref(i) {
-                            self.attach(held)?;
-                        }
-                        if let Some(old) = old {
-                            self.release(old, None)?;
-                        }
-                    }
-                    false
-                }
-                Err(i) => {
-                    node.insert_at(i, key, value, kind, self.tid, None);
-                    if accounting == Accounting::Managed {
-                        if let Some(held) = node.held_ref(i) {
-                            self.attach(held)?;
-                        }
-                    }
-                    true
-                }
-            }
+            self.put_in_leaf(node, key, value, kind, accounting)?
         } else {
             let i = node.child_index(key);
             if i == 0 && key < node.key(0) {
@@ -259,6 +236,42 @@ impl Mutator<'_> {
             return Ok((Some(node.split()), new));
         }
         Ok((None, new))
+    }
+
+    /// Inserts or replaces `key` in a leaf (which may become overfull). Returns true if
+    /// the key was new.
+    pub(super) fn put_in_leaf(
+        &mut self,
+        node: &mut Node,
+        key: &[u8],
+        value: &[u8],
+        kind: EntryKind,
+        accounting: Accounting,
+    ) -> Result<bool> {
+        match node.search(key) {
+            Ok(i) => {
+                let old = node.held_ref(i);
+                node.replace_value(i, value, kind, self.tid);
+                if accounting == Accounting::Managed {
+                    if let Some(held) = node.held_ref(i) {
+                        self.attach(held)?;
+                    }
+                    if let Some(old) = old {
+                        self.release(old, None)?;
+                    }
+                }
+                Ok(false)
+            }
+            Err(i) => {
+                node.insert_at(i, key, value, kind, self.tid, None);
+                if accounting == Accounting::Managed {
+                    if let Some(held) = node.held_ref(i) {
+                        self.attach(held)?;
+                    }
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Removes `key` if present. Returns whether it was there.
