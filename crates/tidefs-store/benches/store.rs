@@ -79,11 +79,11 @@ fn fill(
                     }
                 }
                 Insert::Many => {
-                    let mut records: Vec<([u8; 8], &[u8])> = chunk
+                    let records: Vec<([u8; 8], &[u8])> = chunk
                         .iter()
                         .map(|k| (k.to_be_bytes(), &VALUE[..]))
                         .collect();
-                    w.insert_many(tree, &mut records)?;
+                    w.insert_many(tree, &records)?;
                 }
             }
             Ok(())

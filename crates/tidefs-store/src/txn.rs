@@ -351,22 +351,25 @@ impl WriteTxn<'_> {
     }
 
     /// Inserts many records, as [`WriteTxn::insert`] one after another would (a key given
-    /// twice ends with its last value). They are applied in key order: consecutive keys
-    /// share most of their path, so a random batch goes in at close to the speed of an
-    /// ordered one. Sorts `records` in place. Returns how many keys were new.
+    /// twice ends with its last value), but in one descent of the tree for the whole batch
+    /// (sorted first): a random batch goes in at about the speed of an ordered one.
+    /// Returns how many keys were new.
     pub fn insert_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         tree: TreeId,
-        records: &mut [(K, V)],
+        records: &[(K, V)],
     ) -> Result<u64> {
-        for (k, v) in records.iter() {
+        for (k, v) in records {
             Self::check_sizes(k.as_ref(), v.as_ref().len())?;
         }
-        // Stable, so of equal keys the last given comes last, and is the one kept.
-        records.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        let mut batch: Vec<(&[u8], &[u8])> = Vec::with_capacity(records.len());
-        for (k, v) in records.iter() {
-            let (k, v) = (k.as_ref(), v.as_ref());
+        // A stable sort: of equal keys the last given comes last, and is the one kept.
+        let mut order: Vec<(&[u8], &[u8])> = records
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        order.sort_by(|a, b| a.0.cmp(b.0));
+        let mut batch: Vec<(&[u8], &[u8])> = Vec::with_capacity(order.len());
+        for (k, v) in order {
             match batch.last_mut() {
                 Some(last) if last.0 == k => *last = (k, v),
                 _ => batch.push((k, v)),

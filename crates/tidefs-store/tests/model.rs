@@ -135,11 +135,8 @@ fn run(seed: u64, steps: usize) {
                         (k, if big { vec![9; 180] } else { value(&mut rng) })
                     })
                     .collect();
-                let mut records = given.clone();
-                let new = h
-                    .pool()
-                    .write(|t| t.insert_many(tree, &mut records))
-                    .unwrap();
+                let records = given.clone();
+                let new = h.pool().write(|t| t.insert_many(tree, &records)).unwrap();
                 let model = h.live.get_mut(&tree).unwrap();
                 let mut expected_new = 0;
                 for (k, v) in given {
@@ -460,7 +457,7 @@ fn insert_many_builds_the_same_tree_as_single_inserts() {
                     for (k, v) in &batch {
                         expected_new += u64::from(model.insert(k.clone(), v.clone()).is_none());
                     }
-                    let new = pool.write(|t| t.insert_many(tree, &mut batch)).unwrap();
+                    let new = pool.write(|t| t.insert_many(tree, &batch)).unwrap();
                     assert_eq!(new, expected_new, "round {round}");
                     if round % 2 == 1 {
                         pool.commit().unwrap();
