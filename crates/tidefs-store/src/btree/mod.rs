@@ -1,6 +1,5 @@
 //! Copy-on-write B+tree algorithms over [`crate::node::Node`]s.
 
-pub(crate) mod bulk;
 pub(crate) mod changed;
 pub(crate) mod cursor;
 pub(crate) mod diff;

@@ -40,7 +40,7 @@ pub(crate) enum Accounting {
 }
 
 impl Mutator<'_> {
-    pub(super) fn new_node(&mut self, level: u8) -> Node {
+    fn new_node(&mut self, level: u8) -> Node {
         *self.dirty_nodes += 1;
         Node::new(level, self.tid, self.owner)
     }
@@ -135,7 +135,7 @@ impl Mutator<'_> {
         self.space.inc(held_block(held))
     }
 
-    pub(super) fn root_mut<'r>(&mut self, root: &'r mut Root) -> Result<&'r mut Node> {
+    fn root_mut<'r>(&mut self, root: &'r mut Root) -> Result<&'r mut Node> {
         match root {
             Root::Empty => *root = Root::Dirty(Arc::new(self.new_node(0))),
             Root::Clean { bref, level } => {
@@ -151,7 +151,7 @@ impl Mutator<'_> {
     }
 
     /// Child `i` of `parent`, copied for editing if it is clean.
-    pub(super) fn child_mut<'n>(&mut self, parent: &'n mut Node, i: usize) -> Result<&'n mut Node> {
+    fn child_mut<'n>(&mut self, parent: &'n mut Node, i: usize) -> Result<&'n mut Node> {
         if parent.dirty_child(i).is_none() {
             let copy = self.cow(parent.child_ref(i), parent.level - 1)?;
             parent.set_dirty_child(i, Arc::new(copy));
@@ -240,7 +240,7 @@ impl Mutator<'_> {
 
     /// Inserts or replaces `key` in a leaf (which may become overfull). Returns true if
     /// the key was new.
-    pub(super) fn put_in_leaf(
+    fn put_in_leaf(
         &mut self,
         node: &mut Node,
         key: &[u8],
