@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use tidefs_store::{Pool, TreeId};
+use std::sync::Arc;
+
+use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, TreeId};
 
 /// The seeds a randomized test runs: `TIDEFS_SEED` replays one, otherwise `count` fresh ones.
 pub fn seeds(count: u64) -> Vec<u64> {
@@ -97,4 +99,16 @@ pub fn assert_fsck_clean(pool: &Pool) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A new pool on a memory device, and the device (to reopen the pool from it).
+pub fn mem_pool() -> (Arc<MemDevice>, Pool) {
+    let device = Arc::new(MemDevice::new());
+    let pool = Pool::create(
+        device.clone(),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    (device, pool)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, StoreError, TreeId};
+use tidefs_store::{MemDevice, OpenOptions, Pool, StoreError, TreeId};
 
 fn key(rng: &mut ChaCha8Rng, space: u64) -> Vec<u8> {
     let k: u64 = rng.gen_range(0..space);
@@ -89,18 +89,24 @@ impl Harness {
     }
 }
 
+/// Up to 300 random records; with `big`, 25,000 of 180 bytes: more than the redo log keeps
+/// for one write (4 MiB).
+fn records(rng: &mut ChaCha8Rng, space: u64, big: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let n = if big { 25_000 } else { rng.gen_range(1..300) };
+    (0..n)
+        .map(|_| {
+            let k = key(rng, space);
+            (k, if big { vec![9; 180] } else { value(rng) })
+        })
+        .collect()
+}
+
 /// (insert?, key, value)
 type Change = (bool, Vec<u8>, Vec<u8>);
 
 fn run(seed: u64, steps: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let device = Arc::new(MemDevice::new());
-    let pool = Pool::create(
-        device.clone(),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (device, pool) = mem_pool();
     let mut h = Harness {
         device,
         pool: Some(pool),
@@ -128,15 +134,8 @@ fn run(seed: u64, steps: usize) {
                 // from a new checkpoint.
                 let tree = writable[rng.gen_range(0..writable.len())];
                 let big = rng.gen_bool(0.05);
-                let n = if big { 25_000 } else { rng.gen_range(1..300) };
-                let given: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
-                    .map(|_| {
-                        let k = key(&mut rng, space);
-                        (k, if big { vec![9; 180] } else { value(&mut rng) })
-                    })
-                    .collect();
-                let records = given.clone();
-                let new = h.pool().write(|t| t.insert_many(tree, &records)).unwrap();
+                let given = records(&mut rng, space, big);
+                let new = h.pool().write(|t| t.insert_many(tree, &given)).unwrap();
                 let model = h.live.get_mut(&tree).unwrap();
                 let mut expected_new = 0;
                 for (k, v) in given {
@@ -275,13 +274,7 @@ fn run(seed: u64, steps: usize) {
                 // Sometimes one too big for the redo log (it stops logging past 4 MiB).
                 let tree = writable[rng.gen_range(0..writable.len())];
                 let big = rng.gen_bool(0.1);
-                let n = if big { 25_000 } else { rng.gen_range(1..300) };
-                let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
-                    .map(|_| {
-                        let k = key(&mut rng, space);
-                        (k, if big { vec![7; 180] } else { value(&mut rng) })
-                    })
-                    .collect();
+                let ops = records(&mut rng, space, big);
                 let err = h
                     .pool()
                     .write(|t| -> Result<(), StoreError> {
@@ -420,13 +413,7 @@ fn insert_many_builds_the_same_tree_as_single_inserts() {
             seed,
             |seed| {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let device = Arc::new(MemDevice::new());
-                let pool = Pool::create(
-                    device.clone(),
-                    &CreateOptions::default(),
-                    &OpenOptions::default(),
-                )
-                .unwrap();
+                let (device, pool) = mem_pool();
                 let tree = pool.write(|t| t.create_tree()).unwrap();
                 let mut model = BTreeMap::new();
                 for round in 0..4 {
@@ -464,31 +451,13 @@ fn insert_many_builds_the_same_tree_as_single_inserts() {
                     }
                 }
                 pool.commit().unwrap();
-                let check = |pool: &Pool| {
-                    let read = pool.read();
-                    let got: Vec<(Vec<u8>, Vec<u8>)> = read
-                        .tree(tree)
-                        .unwrap()
-                        .range::<std::ops::RangeFull>(..)
-                        .unwrap()
-                        .map(|r| {
-                            let r = r.unwrap();
-                            (r.key, r.value)
-                        })
-                        .collect();
-                    let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
-                    assert!(
-                        got == want,
-                        "tree differs from the model ({} vs {} records)",
-                        got.len(),
-                        want.len()
-                    );
-                };
-                check(&pool);
+                let mut want = Model::new();
+                want.insert(tree, model.clone());
+                assert_committed_equals(&pool, &want);
                 assert_fsck_clean(&pool);
                 drop(pool);
                 let pool = Pool::open(device, &OpenOptions::default()).unwrap();
-                check(&pool);
+                assert_committed_equals(&pool, &want);
                 assert_fsck_clean(&pool);
             },
         );
