@@ -130,7 +130,8 @@ impl BlockDevice for FileDevice {
         let mut rest = &mut slices[..];
         let mut at = offset;
         while !rest.is_empty() {
-            let n = rustix::io::pwritev(&self.file, rest, at)?;
+            // Linux takes at most IOV_MAX (1024) buffers per call.
+            let n = rustix::io::pwritev(&self.file, &rest[..rest.len().min(1024)], at)?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -366,6 +367,21 @@ mod tests {
         fn grow(&self, bytes: u64) -> io::Result<()> {
             self.inner.grow(bytes)
         }
+    }
+
+    #[test]
+    fn a_vectored_write_of_more_buffers_than_one_call_takes_lands_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = FileDevice::open(&dir.path().join("pool"), true).unwrap();
+        let bufs: Vec<Vec<u8>> = (0..3000u32).map(|i| vec![(i % 251) as u8; 4096]).collect();
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        device.write_data_vectored_at(8192, &slices).unwrap();
+        let mut back = vec![0u8; 3000 * 4096];
+        device.read_at(8192, &mut back).unwrap();
+        assert!(back
+            .chunks(4096)
+            .zip(&bufs)
+            .all(|(got, want)| got == &want[..]));
     }
 
     #[test]
