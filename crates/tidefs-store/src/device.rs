@@ -130,8 +130,8 @@ impl BlockDevice for FileDevice {
         let mut rest = &mut slices[..];
         let mut at = offset;
         while !rest.is_empty() {
-            // Linux takes at most IOV_MAX (1024) buffers per call.
-            let n = rustix::io::pwritev(&self.file, &rest[..rest.len().min(1024)], at)?;
+            // A call writes at most IOV_MAX buffers (rustix passes no more); loop for the rest.
+            let n = rustix::io::pwritev(&self.file, rest, at)?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
