@@ -3,20 +3,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, StoreError, Tid, TreeId};
+use tidefs_store::{Pool, StoreError, Tid, TreeId};
 
 fn pool() -> Pool {
-    Pool::create(
-        Arc::new(MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap()
+    mem_pool().1
 }
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;

@@ -10,12 +10,7 @@ use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, StoreError};
 
 #[test]
 fn snapshots_with_changes_between_then_delete_everything_returns_all_space() {
-    let pool = Pool::create(
-        Arc::new(MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (_, pool) = mem_pool();
     pool.commit().unwrap();
     let empty_used = pool.usage().used_blocks;
     let tree = pool.write(|t| t.create_tree()).unwrap();
@@ -74,12 +69,7 @@ fn snapshots_with_changes_between_then_delete_everything_returns_all_space() {
 
 #[test]
 fn freed_blocks_are_not_reused_while_a_reader_can_reach_them() {
-    let pool = Pool::create(
-        Arc::new(MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (_, pool) = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let fill = |v: u8| {
         pool.write(|t| -> Result<(), StoreError> {
@@ -109,12 +99,7 @@ fn freed_blocks_are_not_reused_while_a_reader_can_reach_them() {
 
 #[test]
 fn extents_shared_by_records_and_snapshots_are_freed_with_the_last_reference() {
-    let pool = Pool::create(
-        Arc::new(MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (_, pool) = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let extent = pool
         .write(|t| -> Result<_, StoreError> {
@@ -194,13 +179,7 @@ fn a_full_pool_refuses_new_data_but_still_deletes_and_commits() {
 
 #[test]
 fn named_trees_are_found_again_after_reopening_and_do_not_show_as_trees() {
-    let device = Arc::new(MemDevice::new());
-    let pool = Pool::create(
-        device.clone(),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (device, pool) = mem_pool();
     let id = pool
         .write(|t| -> Result<_, StoreError> {
             let id = t.create_tree()?;
@@ -222,12 +201,7 @@ fn named_trees_are_found_again_after_reopening_and_do_not_show_as_trees() {
 
 #[test]
 fn tree_space_splits_exclusive_from_shared_and_exclusive_is_what_delete_frees() {
-    let pool = Pool::create(
-        Arc::new(MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (_, pool) = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     pool.write(|t| -> Result<(), StoreError> {
         for i in 0..20_000u64 {
@@ -266,12 +240,7 @@ fn tree_space_splits_exclusive_from_shared_and_exclusive_is_what_delete_frees() 
 
 #[test]
 fn a_latest_view_sees_uncommitted_changes_and_keeps_its_blocks_while_the_writer_moves_on() {
-    let pool = Pool::create(
-        Arc::new(MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (_, pool) = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let fill = |v: u8| {
         pool.write(|t| -> Result<(), StoreError> {
