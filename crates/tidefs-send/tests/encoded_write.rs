@@ -7,8 +7,8 @@ mod support;
 
 use std::io::Write;
 
-use support::{mem_fs, receive_bytes};
-use tidefs_fs::{Fs, Subvol};
+use support::{assert_clean, mem_fs, receive_bytes};
+use tidefs_fs::Subvol;
 use tidefs_send::receive::{receive, ReceiveOptions};
 use tidefs_stream::{Command, SendStreamWriter, StreamVersion};
 
@@ -136,15 +136,6 @@ fn check_codec(compression: u32, plain: &[u8], data: Vec<u8>) {
     assert_eq!(got.len(), want.len(), "compression {compression}: size");
     assert!(got == want, "compression {compression}: content differs");
     assert_clean(&fs);
-}
-
-fn assert_clean(fs: &Fs) {
-    let problems = fs.fsck(true).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    fs.fsync().unwrap();
-    assert!(tidefs_store::fsck(fs.pool(), &mut |_| {})
-        .unwrap()
-        .is_clean());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{assert_same_tree, mem_fs, receive_bytes, send_bytes, source, ROOT};
+use support::{assert_clean, assert_same_tree, mem_fs, receive_bytes, send_bytes, source, ROOT};
 use tidefs_fs::{Fs, ROOT_INO};
 use tidefs_stream::{Command, SendStreamReader, StreamVersion};
 
@@ -75,10 +75,5 @@ fn clones_from_a_held_snapshot_share_blocks_on_the_receiver() {
     copy.write(g, 0, b"only in copy", &ROOT).unwrap();
     assert_eq!(r1.read(g, 0, 12).unwrap(), &data[..12]);
 
-    let problems = dst_fs.fsck(true).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    dst_fs.fsync().unwrap();
-    assert!(tidefs_store::fsck(dst_fs.pool(), &mut |_| {})
-        .unwrap()
-        .is_clean());
+    assert_clean(&dst_fs);
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::mem_fs;
+use support::{assert_clean, mem_fs};
 use tidefs_fs::Fs;
 use tidefs_send::receive::{receive, ReceiveOptions};
 use tidefs_stream::{Command, SendStreamWriter, StreamVersion};
@@ -24,15 +24,6 @@ fn subvol(name: &[u8]) -> Command {
         uuid: [1; 16],
         ctransid: 7,
     }
-}
-
-fn assert_clean(fs: &Fs) {
-    let problems = fs.fsck(true).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    fs.fsync().unwrap();
-    assert!(tidefs_store::fsck(fs.pool(), &mut |_| {})
-        .unwrap()
-        .is_clean());
 }
 
 /// Fails, says `what`, and leaves no subvolume "dst" behind.

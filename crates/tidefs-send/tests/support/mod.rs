@@ -15,6 +15,16 @@ use tidefs_stream::StreamVersion;
 pub const ROOT: Caller = Caller::ROOT;
 
 /// A file system on an in-memory pool, with its clock.
+/// Both fscks (file system and store) find nothing, after a commit.
+pub fn assert_clean(fs: &Fs) {
+    let problems = fs.fsck(true).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    fs.fsync().unwrap();
+    assert!(tidefs_store::fsck(fs.pool(), &mut |_| {})
+        .unwrap()
+        .is_clean());
+}
+
 pub fn mem_fs() -> (Fs, Arc<ManualClock>) {
     let pool = Pool::create(
         Arc::new(MemDevice::new()),
