@@ -328,20 +328,46 @@ impl WriteTxn<'_> {
     }
 
     fn put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) -> Result<bool> {
+        self.put_all(tree, &[(key, value)], kind)
+            .map(|new| new == 1)
+    }
+
+    /// Inserts or replaces `records` in order with one tree state and one mutator, logging
+    /// each one that went in. Returns how many keys were new.
+    fn put_all(
+        &mut self,
+        tree: TreeId,
+        records: &[(&[u8], &[u8])],
+        kind: EntryKind,
+    ) -> Result<u64> {
         self.writable_tree(tree)?;
         self.changing();
         let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        let result =
-            mutator!(self, tree).insert(&mut ts.root, key, value, kind, Accounting::Managed);
+        let mut redo = self.state.redo.take();
+        let mut new = 0;
+        let mut result = Ok(());
+        {
+            let mut m = mutator!(self, tree);
+            for &(k, v) in records {
+                match m.insert(&mut ts.root, k, v, kind, Accounting::Managed) {
+                    Ok(is_new) => {
+                        new += u64::from(is_new);
+                        if let Some(log) = &mut redo {
+                            log.log_put(tree, k, v, kind);
+                        }
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.state.redo = redo;
         ts.entry_dirty = true;
         self.state.trees.insert(tree, ts);
         self.state.changed = true;
-        if result.is_ok() {
-            if let Some(log) = &mut self.state.redo {
-                log.log_put(tree, key, value, kind);
-            }
-        }
-        result
+        result.map(|()| new)
     }
 
     /// Sets `key` to `value`. Returns true if the key was new.
@@ -375,36 +401,8 @@ impl WriteTxn<'_> {
                 _ => batch.push((k, v)),
             }
         }
-        self.writable_tree(tree)?;
-        self.changing();
-        // One tree state and one mutator for the whole batch (put() sets them up per call).
         // (A single descent splitting the batch among children was tried: no faster.)
-        let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        let mut redo = self.state.redo.take();
-        let mut new = 0;
-        let mut result = Ok(());
-        {
-            let mut m = mutator!(self, tree);
-            for &(k, v) in &batch {
-                match m.insert(&mut ts.root, k, v, EntryKind::Plain, Accounting::Managed) {
-                    Ok(is_new) => {
-                        new += u64::from(is_new);
-                        if let Some(log) = &mut redo {
-                            log.log_put(tree, k, v, EntryKind::Plain);
-                        }
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-        }
-        self.state.redo = redo;
-        ts.entry_dirty = true;
-        self.state.trees.insert(tree, ts);
-        self.state.changed = true;
-        result.map(|()| new)
+        self.put_all(tree, &batch, EntryKind::Plain)
     }
 
     /// Sets `key` to a record that references `extent` (and carries `payload`). The record
