@@ -573,10 +573,10 @@ impl Filesystem for TideFuse {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_ASYNC_DIO,
-            // This server drops setuid/setgid and file capabilities on write, truncate and
-            // chown itself (tidefs-fs does, as Linux would). So the kernel no longer asks
-            // for security.capability before every write: it marks an inode as having
-            // none after the first look (SB_NOSEC), which saves a round trip per write.
+            // This server drops setuid/setgid on write, truncate and chown itself (tidefs-fs
+            // does, as Linux would). In return the kernel marks an inode as having no
+            // security.capability after its first look (SB_NOSEC) instead of asking before
+            // every write, which saves a round trip per write.
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             let _ = config.add_capabilities(cap);

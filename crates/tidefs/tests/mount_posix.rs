@@ -389,8 +389,10 @@ fn file_caps(path: &Path) -> Option<Vec<u8>> {
 
 #[test]
 fn writes_truncates_and_chown_drop_privileges_as_linux_does() {
-    // The mount asks for FUSE_HANDLE_KILLPRIV_V2: the kernel leaves dropping setuid,
-    // setgid and file capabilities to tidefs, which must do what Linux does.
+    // The mount asks for FUSE_HANDLE_KILLPRIV_V2, so dropping setuid and setgid is left to
+    // tidefs. File capabilities the kernel still removes itself (it reads
+    // security.capability once per inode and sends REMOVEXATTR); tidefs-fs drops them too,
+    // tested in its own crate. What a user sees must be what Linux does.
     require_fuse!();
     if !have("setpriv") || rustix::process::getuid().as_raw() != 0 {
         eprintln!("skipped: needs root (file capabilities) and setpriv");
