@@ -97,14 +97,18 @@ impl NodeIo {
 
 /// Largest single write the batcher issues.
 const WRITE_BATCH_BYTES_MAX: usize = 8 << 20;
+/// A batch buffer's first size: what a small commit needs.
+const SMALL_BATCH_BYTES: usize = 16 * NODE_BYTES;
 
 /// Gathers node writes at consecutive blocks into large writes.
 pub(crate) struct BatchWriter {
     device: Arc<dyn BlockDevice>,
     buf: Vec<u8>,
     start_block: u64,
-    /// Device range and bytes written since the last writeback hint.
-    unhinted: Option<(u64, u64)>,
+    /// Device ranges (start, end) written since the last writeback hint, and their bytes.
+    /// The hint goes to exactly these: it also drops clean cached pages in its range, and
+    /// one range spanning them all would drop other data's.
+    unhinted: Vec<(u64, u64)>,
     unhinted_bytes: usize,
 }
 
@@ -114,7 +118,7 @@ impl BatchWriter {
             device,
             buf: Vec::new(),
             start_block: 0,
-            unhinted: None,
+            unhinted: Vec::new(),
             unhinted_bytes: 0,
         }
     }
@@ -127,8 +131,16 @@ impl BatchWriter {
         }
         if self.buf.is_empty() {
             self.start_block = block;
-            // Once per writer: growing by doubling would copy the batch again and again.
-            self.buf.reserve(WRITE_BATCH_BYTES_MAX + NODE_BYTES);
+        }
+        if self.buf.capacity() - self.buf.len() < NODE_BYTES {
+            // Small commits keep a small buffer; a big one goes to the full batch size at
+            // its second growth, instead of doubling (and copying) its way up.
+            let room = if self.buf.capacity() == 0 {
+                SMALL_BATCH_BYTES
+            } else {
+                WRITE_BATCH_BYTES_MAX + NODE_BYTES
+            };
+            self.buf.reserve_exact(room - self.buf.len());
         }
         let at = self.buf.len();
         self.buf.resize(at + NODE_BYTES, 0);
@@ -146,14 +158,15 @@ impl BatchWriter {
         // A big commit: every 8 MiB written, the disk is asked to start on them while the
         // rest is encoded, so the commit's flush finds less to wait for.
         let end = offset + self.buf.len() as u64;
-        let (lo, hi) = self
-            .unhinted
-            .map_or((offset, end), |(lo, hi)| (lo.min(offset), hi.max(end)));
+        match self.unhinted.last_mut() {
+            Some((_, last_end)) if *last_end == offset => *last_end = end,
+            _ => self.unhinted.push((offset, end)),
+        }
         self.unhinted_bytes += self.buf.len();
-        self.unhinted = Some((lo, hi));
         if self.unhinted_bytes >= WRITE_BATCH_BYTES_MAX {
-            self.device.start_writeback(lo, hi - lo);
-            self.unhinted = None;
+            for (start, end) in self.unhinted.drain(..) {
+                self.device.start_writeback(start, end - start);
+            }
             self.unhinted_bytes = 0;
         }
         self.buf.clear();
