@@ -347,8 +347,9 @@ impl Cx<'_, '_> {
         // All at once: the store may write big batches in parallel, and the checksums are
         // computed while it does.
         let mut crcs = self.t.write_extents_with(&writes, || {
-            buf.chunks(chunk_bytes)
-                .map(|c| c.chunks(DATA_BLOCK_BYTES).map(crc32c::crc32c).collect())
+            writes
+                .iter()
+                .map(|(_, c)| c.chunks(DATA_BLOCK_BYTES).map(crc32c::crc32c).collect())
                 .collect::<Vec<Vec<u32>>>()
         })?;
         for (i, &(extent, chunk)) in writes.iter().enumerate() {

@@ -1,7 +1,8 @@
 //! Store benchmark: prints the figures issue 2 asks for, side by side with redb where the
 //! workload is the same. Run with `cargo bench -p tidefs-store --bench store`.
 //! `TIDEFS_BENCH_RECORDS` changes the record count (default 1,000,000). The allocator is
-//! mimalloc, as in the `tidefs` binary.
+//! mimalloc, as in the `tidefs` binary. `TIDEFS_BENCH_ONLY_INSERTS=1` stops after the inserts
+//! (for profiling them).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
