@@ -22,7 +22,6 @@ fn write_and_check(pool: &Pool) -> Vec<(Extent, Vec<u8>)> {
         .enumerate()
         .map(|(i, b)| pattern(i as u8, *b as usize * BLOCK_BYTES))
         .collect();
-    let aligned = datas[0].clone();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let extents = pool
         .write(|t| -> Result<Vec<Extent>, StoreError> {
@@ -30,13 +29,11 @@ fn write_and_check(pool: &Pool) -> Vec<(Extent, Vec<u8>)> {
                 .iter()
                 .map(|b| t.alloc_extent(*b))
                 .collect::<Result<_, _>>()?;
-            let mut writes: Vec<(Extent, &[u8])> = vec![(extents[0], &aligned[..])];
-            writes.extend(
-                extents[1..]
-                    .iter()
-                    .copied()
-                    .zip(datas[1..].iter().map(|d| &d[..])),
-            );
+            let writes: Vec<(Extent, &[u8])> = extents
+                .iter()
+                .copied()
+                .zip(datas.iter().map(|d| &d[..]))
+                .collect();
             t.write_extents(&writes)?;
             for (i, e) in extents.iter().enumerate() {
                 t.insert_with_extent(tree, &(i as u64).to_be_bytes(), *e, b"rec")?;
@@ -130,7 +127,7 @@ fn extent_writes_past_the_end_or_into_committed_extents_are_refused() {
 #[test]
 fn packed_extents_lie_back_to_back_and_are_written_as_runs() {
     // Extents of EXTENT_BLOCKS_PACKED blocks, allocated in a row, fill space-page ranges
-    // without holes; written from one aligned buffer they go down as vectored runs (split
+    // without holes; written from one buffer they go down as vectored runs (split
     // between two threads, possibly mid-run) and must read back exactly.
     let dir = tempfile::tempdir().unwrap();
     let pool = Pool::create_at(
