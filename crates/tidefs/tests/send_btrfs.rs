@@ -101,6 +101,24 @@ fn tidefs_streams_received_by_btrfs_give_the_same_tree() {
     }
 }
 
+/// Receives btrfs's full stream of s1 and incremental one of s2 into subvolume "dst",
+/// checks fsck, and compares each received snapshot with btrfs's (`what` names the case).
+fn receive_and_compare(p: &Pool, streams: [&Path; 2], btrfs_mnt: &Path, what: &str) {
+    for stream in streams {
+        p.ok(&["receive", "dst", "-f", stream.to_str().unwrap()]);
+    }
+    p.fsck_clean();
+    for snap in ["s1", "s2"] {
+        let export = p.file(&format!("export-{snap}"));
+        p.ok(&["export", &format!("dst@{snap}"), export.to_str().unwrap()]);
+        assert_eq!(
+            listing(&btrfs_mnt.join(snap)),
+            listing(&export),
+            "{what} {snap}"
+        );
+    }
+}
+
 #[test]
 fn btrfs_streams_received_by_tidefs_give_the_same_tree() {
     let Some(b) = Btrfs::mount() else { return };
@@ -124,14 +142,7 @@ fn btrfs_streams_received_by_tidefs_give_the_same_tree() {
         "btrfs -q send -f {} -p {m}/s1 {m}/s2",
         s2.display()
     ));
-    p.ok(&["receive", "dst", "-f", s1.to_str().unwrap()]);
-    p.ok(&["receive", "dst", "-f", s2.to_str().unwrap()]);
-    p.fsck_clean();
-    for snap in ["s1", "s2"] {
-        let export = p.file(&format!("export-{snap}"));
-        p.ok(&["export", &format!("dst@{snap}"), export.to_str().unwrap()]);
-        assert_eq!(listing(&b.mnt.join(snap)), listing(&export), "{snap}");
-    }
+    receive_and_compare(&p, [&s1, &s2], &b.mnt, "");
 }
 
 /// `btrfs send --compressed-data` streams carry compressed extents as ENCODED_WRITE;
@@ -175,17 +186,6 @@ fn compressed_btrfs_streams_received_by_tidefs_give_the_same_tree() {
                 "{algorithm}: the stream has no encoded write of compression {compression}:\n{dump}"
             );
         }
-        p.ok(&["receive", "dst", "-f", s1.to_str().unwrap()]);
-        p.ok(&["receive", "dst", "-f", s2.to_str().unwrap()]);
-        p.fsck_clean();
-        for snap in ["s1", "s2"] {
-            let export = p.file(&format!("export-{snap}"));
-            p.ok(&["export", &format!("dst@{snap}"), export.to_str().unwrap()]);
-            assert_eq!(
-                listing(&b.mnt.join(snap)),
-                listing(&export),
-                "{algorithm} {snap}"
-            );
-        }
+        receive_and_compare(&p, [&s1, &s2], &b.mnt, algorithm);
     }
 }
