@@ -345,7 +345,15 @@ pub(crate) fn send_data(
                 });
                 retruncate = Some(cut);
             }
-            (pieces, (old.size != size).then_some(size))
+            // Writes past the old end already grow the file: a TRUNCATE to the size they
+            // reach would be one the source never made, and on the receiver it would drop
+            // the blocks preallocated past the end (as truncate does on Linux).
+            let grown_to = pieces.iter().fold(old.size, |end, p| match p {
+                Piece::Write { offset, len, .. } => end.max(offset + len),
+                Piece::Inline { data } => end.max(data.len() as u64),
+                _ => end,
+            });
+            (pieces, (grown_to != size).then_some(size))
         }
     } else {
         let recs = if ch.complete {

@@ -465,3 +465,39 @@ fn many_files_moved_between_directories_swap_contents() {
         },
     );
 }
+
+#[test]
+fn blocks_preallocated_past_the_end_survive_a_write_that_grows_the_file() {
+    // a: 10 bytes and 8 KiB preallocated past the end; b: a write grows the file to 7,777
+    // bytes (the preallocation stays, as on Linux); c: a truncate up to 10,000 shows its
+    // first block. Sending b must not make the receiver truncate (which would drop the
+    // preallocation) where the source only wrote.
+    let (fs, sub, clock) = support::source();
+    let o = Ops {
+        sub: &sub,
+        clock: &clock,
+    };
+    o.file("/f", b"ten bytes!");
+    o.prealloc("/f", 8192, 8192);
+    fs.create_snapshot("src", "a").unwrap();
+    o.write("/f", 5000, &[3u8; 2777]);
+    fs.create_snapshot("src", "b").unwrap();
+    o.truncate("/f", 10_000);
+    fs.create_snapshot("src", "c").unwrap();
+    let (dst, _) = support::mem_fs();
+    let mut prev = None;
+    for name in ["a", "b", "c"] {
+        let snap = fs.snapshot("src", name).unwrap();
+        let stream = support::send_bytes(
+            &fs,
+            &snap,
+            prev.as_ref(),
+            &[],
+            tidefs_stream::StreamVersion::V2,
+        );
+        let got = support::receive_bytes(&dst, "dst", &stream);
+        support::assert_same_tree(&snap, &got, true);
+        prev = Some(snap);
+    }
+    support::assert_clean(&dst);
+}
