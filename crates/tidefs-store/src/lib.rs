@@ -7,6 +7,7 @@
 
 mod bref;
 mod btree;
+mod commit;
 mod device;
 mod error;
 mod fault_device;
@@ -32,6 +33,7 @@ pub use bref::{BlockRef, Extent, TreeInfo};
 pub use btree::changed::ChangedSince;
 pub use btree::cursor::RangeIter;
 pub use btree::diff::{DiffEntry, TreeDiff};
+pub use commit::Landing;
 pub use device::{BlockDevice, FileDevice, MemDevice};
 pub use error::{ErrorKind, Result, StoreError};
 pub use fault_device::FaultDevice;

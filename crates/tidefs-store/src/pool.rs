@@ -1,16 +1,5 @@
-//! A pool: one device, its superblocks, space map and trees; the single writer, the readers,
-//! and the commit protocol.
-//!
-//! Commit protocol (crash argument in docs/commit.md):
-//! 1. write every edited node to blocks that were free in the last committed state;
-//! 2. write changed space-map pages into their spare slots, then changed directory pages;
-//! 3. flush;
-//! 4. write the superblock (tid, root-tree bref, directory checksums) into pair `tid % 2`;
-//! 5. flush. The commit is durable and acknowledged only now.
-//!
-//! A write error anywhere in a commit stops the pool (fail-stop): the in-memory state no
-//! longer matches anything on disk, so it refuses further work until reopened, and the
-//! reopened pool is exactly the last committed state.
+//! A pool: one device, its superblocks, space map and trees; the single writer and the
+//! readers. Commits are in `commit.rs`.
 
 use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
@@ -21,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard, RwLock};
 
 use crate::btree::root::Root;
+use crate::commit::Flight;
 use crate::device::{BlockDevice, FileDevice};
 use crate::error::{Result, StoreError};
 use crate::ids::Tid;
@@ -38,8 +28,6 @@ pub const POOL_FILE_NAME: &str = "pool.img";
 pub const LOCK_FILE_NAME: &str = "lock";
 
 const PAGE_BYTES: u64 = PAGE_BLOCKS * BLOCK_BYTES as u64;
-/// New data from which a commit flushes once before taking the writer.
-const PRE_FLUSH_BYTES: u64 = 64 << 20;
 
 /// How a new pool is laid out.
 #[derive(Debug, Clone)]
@@ -74,18 +62,20 @@ impl Default for OpenOptions {
     }
 }
 
-struct Writer {
-    txn: TxnState,
-    space: SpaceMap,
-    /// Runs freed by committed transactions, waiting for readers to move on.
-    pending: Vec<FreedRun>,
-    sb: Superblock,
+pub(crate) struct Writer {
+    pub txn: TxnState,
+    pub space: SpaceMap,
+    /// Runs freed by committed transactions, waiting for their commit to land and for
+    /// readers to move on.
+    pub pending: Vec<FreedRun>,
+    /// The superblock of the last commit written out (landed or in flight).
+    pub sb: Superblock,
     /// Set while [`Pool::batch`] runs.
-    batch: Option<OpenBatch>,
+    pub batch: Option<OpenBatch>,
 }
 
 /// A batch in progress: one savepoint for all of its changes.
-struct OpenBatch {
+pub(crate) struct OpenBatch {
     saved: Savepoint,
     /// An operation of the batch failed (its half-done changes are still in the
     /// transaction), so the batch can only be rolled back.
@@ -101,8 +91,12 @@ type WriterCell = ReentrantMutex<RefCell<Writer>>;
 pub(crate) struct Shared {
     pub io: Arc<NodeIo>,
     writer: WriterCell,
-    committed: RwLock<Arc<Committed>>,
-    readers: Mutex<BTreeMap<Tid, usize>>,
+    /// The last commit that landed (is durable): what readers see.
+    pub committed: RwLock<Arc<Committed>>,
+    /// The commit written out whose superblock has not landed yet. Held while landing it,
+    /// so whoever needs it landed waits here.
+    pub flight: Mutex<Option<Flight>>,
+    pub readers: Mutex<BTreeMap<Tid, usize>>,
     failed: Mutex<Option<String>>,
     _lock: Option<File>,
 }
@@ -115,8 +109,12 @@ impl Shared {
         f(&mut w.space)
     }
 
-    fn lock_writer(&self) -> ReentrantMutexGuard<'_, RefCell<Writer>> {
+    pub(crate) fn lock_writer(&self) -> ReentrantMutexGuard<'_, RefCell<Writer>> {
         self.writer.lock()
+    }
+
+    pub(crate) fn writer_try_lock(&self) -> Option<ReentrantMutexGuard<'_, RefCell<Writer>>> {
+        self.writer.try_lock()
     }
 
     pub(crate) fn unregister_reader(&self, tid: Tid) {
@@ -238,6 +236,7 @@ impl Pool {
                 io: Arc::new(NodeIo::new(device, opts.cache_bytes)),
                 writer: ReentrantMutex::new(RefCell::new(writer)),
                 committed: RwLock::new(Arc::new(committed)),
+                flight: Mutex::new(None),
                 readers: Mutex::new(BTreeMap::new()),
                 failed: Mutex::new(None),
                 _lock: lock,
@@ -302,14 +301,14 @@ impl Pool {
         }
     }
 
-    fn check_failed(&self) -> Result<()> {
+    pub(crate) fn check_failed(&self) -> Result<()> {
         match &*self.shared.failed.lock() {
             Some(why) => Err(StoreError::Failed(why.clone())),
             None => Ok(()),
         }
     }
 
-    fn fail(&self, why: String) {
+    pub(crate) fn fail(&self, why: String) {
         self.shared.failed.lock().get_or_insert(why);
     }
 
@@ -366,7 +365,7 @@ impl Pool {
     }
 
     /// Keeps everything done under the open checkpoint, if any, and closes it.
-    fn close_checkpoint(w: &mut Writer) {
+    pub(crate) fn close_checkpoint(w: &mut Writer) {
         if w.txn.redo.take().is_some() {
             w.space.end_savepoint();
             w.txn.keep();
@@ -516,124 +515,6 @@ impl Pool {
             return Ok(());
         }
         outcome
-    }
-
-    /// Commits the open transaction now: when this returns, everything written before it is
-    /// durable. Returns the committed tid (the current one if there was nothing to commit).
-    pub fn commit(&self) -> Result<Tid> {
-        self.check_failed()?;
-        // Much new data waiting: push it to the disk before taking the writer, so writers
-        // keep going meanwhile and the commit's own flush (under the writer) is short.
-        // Durability still comes from that flush.
-        let fresh = self.shared.lock_writer().borrow().txn.fresh_bytes;
-        if fresh >= PRE_FLUSH_BYTES {
-            self.shared
-                .io
-                .device
-                .flush()
-                .map_err(|e| StoreError::io("flushing data before a commit", 0, e))?;
-        }
-        let guard = self.shared.lock_writer();
-        let mut cell = guard.borrow_mut();
-        let w = &mut *cell;
-        if w.batch.is_some() {
-            return Err(StoreError::Invalid(
-                "commit inside a batch (the batch would no longer be atomic)".into(),
-            ));
-        }
-        Self::close_checkpoint(w);
-        if !w.txn.changed {
-            return Ok(Tid(w.txn.tid.0 - 1));
-        }
-        self.release_pending(w);
-        let needed = w.txn.commit_blocks_estimate();
-        let free = w.space.allocatable_blocks();
-        if needed > free {
-            return Err(StoreError::NoSpace {
-                needed_blocks: needed,
-                free_blocks: free,
-            });
-        }
-        match self.commit_locked(w) {
-            Ok(tid) => Ok(tid),
-            Err(e) => {
-                self.fail(format!("commit of tid {} failed: {e}", w.txn.tid));
-                Err(e)
-            }
-        }
-    }
-
-    /// Commits only if the changes of transaction `tid` are not durable yet.
-    pub fn commit_through(&self, tid: Tid) -> Result<Tid> {
-        let committed = self.committed_tid();
-        if committed >= tid {
-            return Ok(committed);
-        }
-        self.commit()
-    }
-
-    fn commit_locked(&self, w: &mut Writer) -> Result<Tid> {
-        let tid = w.txn.tid;
-        let device = self.shared.io.device.clone();
-        let root_tree = {
-            let mut txn = WriteTxn {
-                state: &mut w.txn,
-                space: &mut w.space,
-                io: &self.shared.io,
-            };
-            txn.write_out_all()?
-        };
-        let dir_crcs = w.space.write_dirty(tid)?;
-        device
-            .flush()
-            .map_err(|e| StoreError::io("flushing before the superblock", 0, e))?;
-        let (root_ref, root_level) = match &root_tree {
-            Root::Clean { bref, level } => (Some(*bref), *level),
-            _ => (None, 0),
-        };
-        let sb = Superblock {
-            pool_uuid: w.sb.pool_uuid,
-            tid,
-            root_tree: root_ref,
-            root_tree_level: root_level,
-            total_pages: w.space.total_pages(),
-            max_pages: w.space.max_pages(),
-            used_blocks: w.space.used_blocks(),
-            next_tree_id: w.txn.next_tree_id,
-            dir_crcs,
-        };
-        sb.write(&*device)?;
-        device
-            .flush()
-            .map_err(|e| StoreError::io("flushing the superblock", 0, e))?;
-        w.sb = sb;
-        *self.shared.committed.write() = Arc::new(Committed {
-            tid,
-            root_tree: root_tree.clone(),
-            overlay: Default::default(),
-        });
-        let freed = std::mem::take(&mut w.txn.freed);
-        w.pending.extend(freed);
-        w.txn = TxnState::new(Tid(tid.0 + 1), root_tree, w.txn.next_tree_id);
-        self.release_pending(w);
-        Ok(tid)
-    }
-
-    /// Makes blocks freed by committed transactions reusable once no reader can see them.
-    fn release_pending(&self, w: &mut Writer) {
-        let oldest_reader = self.shared.readers.lock().keys().next().copied();
-        let committed = Tid(w.txn.tid.0 - 1);
-        let io = &self.shared.io;
-        let space = &mut w.space;
-        w.pending.retain(|run| {
-            let visible =
-                run.freed_tid > committed || oldest_reader.is_some_and(|r| r < run.freed_tid);
-            if visible {
-                return true;
-            }
-            io.forget(run.block);
-            space.release(*run).is_err()
-        });
     }
 
     /// A consistent view of the last committed state.

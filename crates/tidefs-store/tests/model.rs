@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tidefs_store::{MemDevice, OpenOptions, Pool, StoreError, TreeId};
+use tidefs_store::{Landing, MemDevice, OpenOptions, Pool, StoreError, TreeId};
 
 fn key(rng: &mut ChaCha8Rng, space: u64) -> Vec<u8> {
     let k: u64 = rng.gen_range(0..space);
@@ -63,6 +63,8 @@ struct Harness {
     read_only: BTreeMap<TreeId, bool>,
     committed: Model,
     committed_ro: BTreeMap<TreeId, bool>,
+    /// A commit started and not yet landed, with the state it will make durable.
+    flight: Option<(Landing, Model, BTreeMap<TreeId, bool>)>,
 }
 
 impl Harness {
@@ -114,6 +116,7 @@ fn run(seed: u64, steps: usize) {
         read_only: BTreeMap::new(),
         committed: Model::new(),
         committed_ro: BTreeMap::new(),
+        flight: None,
     };
     let space = rng.gen_range(50..4000);
     let first = h.pool().write(|t| t.create_tree()).unwrap();
@@ -231,12 +234,33 @@ fn run(seed: u64, steps: usize) {
                     .map(|r| r.value);
                 assert_eq!(got.as_ref(), h.live[&tree].get(&k), "step {step}: get");
             }
-            550..=619 => {
+            550..=599 => {
                 h.pool().commit().unwrap();
+                h.flight = None;
                 h.committed = h.live.clone();
                 h.committed_ro = h.read_only.clone();
                 if rng.gen_bool(0.3) {
                     assert_fsck_clean(h.pool());
+                }
+            }
+            600..=609 => {
+                // Start a commit and leave it in flight; starting one lands the one before.
+                if let Some(landing) = h.pool().start_commit().unwrap() {
+                    if let Some((_, m, ro)) = h.flight.take() {
+                        h.committed = m;
+                        h.committed_ro = ro;
+                    }
+                    h.flight = Some((landing, h.live.clone(), h.read_only.clone()));
+                }
+                // Readers see only landed commits.
+                assert_committed_equals(h.pool(), &h.committed);
+            }
+            610..=619 => {
+                if let Some((landing, m, ro)) = h.flight.take() {
+                    landing.land().unwrap();
+                    h.committed = m;
+                    h.committed_ro = ro;
+                    assert_committed_equals(h.pool(), &h.committed);
                 }
             }
             620..=679 if h.live.len() < 12 => {
@@ -254,7 +278,9 @@ fn run(seed: u64, steps: usize) {
                 h.read_only.remove(&tree);
             }
             720..=739 => {
-                // Reopen without committing: the open transaction is lost.
+                // Reopen without committing: the open transaction, and a commit started but
+                // not landed, are lost.
+                h.flight = None;
                 h.pool = None;
                 h.pool = Some(
                     Pool::open(
