@@ -187,9 +187,17 @@ impl World {
         tfs(self.sub.resolve(&p))
     }
 
+    /// The parent directory and last name of `rel`, as the kernel's path walk finds them:
+    /// a parent that is not a directory fails here with ENOTDIR, before any other path of
+    /// the same call is looked at (rename walks the old path first).
     fn t_parent(&self, rel: &[u8]) -> R<(u64, Vec<u8>)> {
         let (dir, name) = Self::split(rel);
-        Ok((self.t_resolve(&dir)?, name))
+        let ino = self.t_resolve(&dir)?;
+        let mode = tfs(self.sub.getattr(ino))?.mode;
+        if mode & 0o170000 != 0o040000 {
+            return Err(rustix::io::Errno::NOTDIR.raw_os_error());
+        }
+        Ok((ino, name))
     }
 
     fn check<T: PartialEq + std::fmt::Debug>(&self, what: &str, h: R<T>, t: R<T>) {
