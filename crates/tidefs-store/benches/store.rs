@@ -57,8 +57,15 @@ enum Insert {
     OneByOne,
     /// `WriteTxn::insert_many` per batch (applied in key order).
     Many,
-    /// `insert` per record; each commit lands on a second thread while the next batch goes
-    /// in ([`Pool::start_commit`]), the last one waited for.
+}
+
+/// How [`fill`] commits each batch.
+#[derive(Clone, Copy, PartialEq)]
+enum Commit {
+    /// `Pool::commit`: the batch is durable before the next one starts.
+    Wait,
+    /// `Pool::start_commit`: the commit lands on a second thread while the next batch goes
+    /// in; the last one is waited for, so every batch is durable when the time is taken.
     Pipelined,
 }
 
@@ -70,6 +77,7 @@ fn fill(
     keys: &[u64],
     batch: usize,
     how: Insert,
+    commit: Commit,
 ) -> (Duration, Duration) {
     let mut in_memory = Duration::ZERO;
     let mut landing: Option<std::thread::JoinHandle<()>> = None;
@@ -78,7 +86,7 @@ fn fill(
         let t = Instant::now();
         pool.write(|w| -> Result<(), StoreError> {
             match how {
-                Insert::OneByOne | Insert::Pipelined => {
+                Insert::OneByOne => {
                     for k in chunk {
                         w.insert(tree, &k.to_be_bytes(), &VALUE)?;
                     }
@@ -95,7 +103,7 @@ fn fill(
         })
         .unwrap();
         in_memory += t.elapsed();
-        if how == Insert::Pipelined {
+        if commit == Commit::Pipelined {
             // Lands the commit before, if its thread has not yet.
             let started = pool
                 .start_commit()
@@ -159,7 +167,7 @@ fn main() {
     let pool = Pool::create(device, &CreateOptions::default(), &OpenOptions::default()).unwrap();
     let tree = pool.write(|w| w.create_tree()).unwrap();
     pool.commit().unwrap();
-    let (mem, total) = fill(&pool, tree, &keys, BATCH, Insert::OneByOne);
+    let (mem, total) = fill(&pool, tree, &keys, BATCH, Insert::OneByOne, Commit::Wait);
     let tidefs_insert = per_sec(records, total);
     println!(
         "insert (random)   tidefs {:>12.0} rec/s with commits ({:.0} rec/s in-memory part)",
@@ -168,7 +176,14 @@ fn main() {
     );
     let seq_tree = pool.write(|w| w.create_tree()).unwrap();
     let seq_keys: Vec<u64> = (0..records as u64).collect();
-    let (seq_mem, seq_total) = fill(&pool, seq_tree, &seq_keys, BATCH, Insert::OneByOne);
+    let (seq_mem, seq_total) = fill(
+        &pool,
+        seq_tree,
+        &seq_keys,
+        BATCH,
+        Insert::OneByOne,
+        Commit::Wait,
+    );
     println!(
         "insert (in order) tidefs {:>12.0} rec/s with commits ({:.0} rec/s in-memory part)",
         per_sec(records, seq_total),
@@ -176,26 +191,42 @@ fn main() {
     );
     pool.write(|w| w.delete_tree(seq_tree)).unwrap();
     pool.commit().unwrap();
-    let piped_tree = pool.write(|w| w.create_tree()).unwrap();
-    let (piped_mem, piped_total) = fill(&pool, piped_tree, &keys, BATCH, Insert::Pipelined);
-    println!(
-        "insert (random), commits landing on a second thread tidefs {:>9.0} rec/s ({:.0} rec/s in-memory part)",
-        per_sec(records, piped_total),
-        per_sec(records, piped_mem)
-    );
-    pool.write(|w| w.delete_tree(piped_tree)).unwrap();
-    pool.commit().unwrap();
-    let many_tree = pool.write(|w| w.create_tree()).unwrap();
-    let (many_mem, many_total) = fill(&pool, many_tree, &keys, BATCH, Insert::Many);
-    println!(
-        "insert_many (random) tidefs {:>9.0} rec/s with commits ({:.0} rec/s in-memory part)",
-        per_sec(records, many_total),
-        per_sec(records, many_mem)
-    );
-    pool.write(|w| w.delete_tree(many_tree)).unwrap();
-    pool.commit().unwrap();
+    for (label, how, commit) in [
+        (
+            "insert (random), pipelined commits",
+            Insert::OneByOne,
+            Commit::Pipelined,
+        ),
+        (
+            "insert_many (random)              ",
+            Insert::Many,
+            Commit::Wait,
+        ),
+        (
+            "insert_many (random), pipelined   ",
+            Insert::Many,
+            Commit::Pipelined,
+        ),
+    ] {
+        let t = pool.write(|w| w.create_tree()).unwrap();
+        let (mem, total) = fill(&pool, t, &keys, BATCH, how, commit);
+        println!(
+            "{label} tidefs {:>9.0} rec/s with commits ({:.0} rec/s in-memory part)",
+            per_sec(records, total),
+            per_sec(records, mem)
+        );
+        pool.write(|w| w.delete_tree(t)).unwrap();
+        pool.commit().unwrap();
+    }
     let bulk_tree = pool.write(|w| w.create_tree()).unwrap();
-    let (_, bulk_total) = fill(&pool, bulk_tree, &keys, records, Insert::OneByOne);
+    let (_, bulk_total) = fill(
+        &pool,
+        bulk_tree,
+        &keys,
+        records,
+        Insert::OneByOne,
+        Commit::Wait,
+    );
     pool.write(|w| w.delete_tree(bulk_tree)).unwrap();
     pool.commit().unwrap();
 
@@ -311,7 +342,14 @@ fn main() {
     )
     .unwrap();
     let small = pool.write(|w| w.create_tree()).unwrap();
-    fill(&pool, small, &keys[..10_000], BATCH, Insert::OneByOne);
+    fill(
+        &pool,
+        small,
+        &keys[..10_000],
+        BATCH,
+        Insert::OneByOne,
+        Commit::Wait,
+    );
     for (name, t) in [("10k", small), ("full", tree)] {
         let start = Instant::now();
         let snap_a = pool.write(|w| w.snapshot_tree(t, true)).unwrap();
