@@ -8,6 +8,7 @@
 //! ([`session`]).
 
 mod attr;
+mod busy_poll;
 mod error;
 mod handles;
 pub mod inode_map;

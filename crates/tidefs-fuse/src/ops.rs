@@ -6,6 +6,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -17,6 +18,7 @@ use fuser::{
 use tidefs_fs::{rename_flags, Caller, FsError, Inode, SetAttr, ROOT_INO};
 
 use crate::attr::{errno, file_type, time_set, timespec};
+use crate::busy_poll::BusyPoll;
 use crate::handles::{Handles, OpenFile};
 use crate::inode_map::{Node, SNAP_DIR_INO};
 use crate::seek::{seek, Seek};
@@ -72,6 +74,8 @@ pub struct TideFuse {
     ttl: Duration,
     /// The kernel buffers writes and sends them in the background (FUSE_WRITEBACK_CACHE).
     writeback_cache: bool,
+    /// Told of every request, to poll the channel while they keep coming.
+    busy: Arc<BusyPoll>,
 }
 
 fn caller(req: &Request) -> Caller {
@@ -91,6 +95,7 @@ impl TideFuse {
         snaps: Option<SnapDir>,
         ttl: Duration,
         writeback_cache: bool,
+        busy: Arc<BusyPoll>,
     ) -> TideFuse {
         TideFuse {
             mounted,
@@ -98,6 +103,7 @@ impl TideFuse {
             handles: Handles::default(),
             ttl,
             writeback_cache,
+            busy,
         }
     }
 
@@ -591,6 +597,7 @@ impl Filesystem for TideFuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.busy.touch();
         match self.do_lookup(parent, bytes(name)) {
             // A negative entry (inode 0) with a timeout lets the kernel remember that the name
             // does not exist; creating it later goes through the kernel, which replaces it.
@@ -600,6 +607,7 @@ impl Filesystem for TideFuse {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.busy.touch();
         match self.do_getattr(ino) {
             Ok(attr) => reply.attr(&self.ttl, &attr),
             Err(e) => reply.error(e),
@@ -624,6 +632,7 @@ impl Filesystem for TideFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.busy.touch();
         let attr = SetAttr {
             mode,
             uid,
@@ -641,6 +650,7 @@ impl Filesystem for TideFuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.busy.touch();
         match self
             .inode(ino, Errno::EINVAL)
             .and_then(|(t, ino)| t.sv.readlink(ino).or_errno())
@@ -660,6 +670,7 @@ impl Filesystem for TideFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.busy.touch();
         let name = bytes(name);
         let r = self.creation_dir(parent, name).and_then(|(tree, dir)| {
             let inode = tree
@@ -680,14 +691,17 @@ impl Filesystem for TideFuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        self.busy.touch();
         self.send_entry(reply, self.do_mkdir(req, parent, bytes(name), mode));
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy.touch();
         Self::send_empty(reply, self.do_unlink(req, parent, bytes(name)));
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy.touch();
         Self::send_empty(reply, self.do_rmdir(req, parent, bytes(name)));
     }
 
@@ -699,6 +713,7 @@ impl Filesystem for TideFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.busy.touch();
         let name = bytes(link_name);
         let r = self.creation_dir(parent, name).and_then(|(tree, dir)| {
             let inode = tree
@@ -720,6 +735,7 @@ impl Filesystem for TideFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         Self::send_empty(
             reply,
             self.do_rename(req, parent, bytes(name), newparent, bytes(newname), flags),
@@ -734,10 +750,12 @@ impl Filesystem for TideFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.busy.touch();
         self.send_entry(reply, self.do_link(ino, newparent, bytes(newname)));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.busy.touch();
         match self
             .inode(ino, Errno::EISDIR)
             .and_then(|(tree, ino)| self.open_file(tree, ino, flags.0))
@@ -759,6 +777,7 @@ impl Filesystem for TideFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.busy.touch();
         match self
             .file(ino, fh)
             .and_then(|(tree, ino)| tree.sv.read(ino, offset, u64::from(size)).or_errno())
@@ -780,6 +799,7 @@ impl Filesystem for TideFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.busy.touch();
         match self
             .file(ino, fh)
             .and_then(|(tree, ino)| tree.sv.write(ino, offset, data, &caller(req)).or_errno())
@@ -797,6 +817,7 @@ impl Filesystem for TideFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         // Every write reached the file system before this (with the writeback cache, the
         // kernel sends its cached pages before FLUSH), so there is nothing to push at close;
         // durability is fsync's job. ENOSYS tells the kernel so once: it stops sending
@@ -814,6 +835,7 @@ impl Filesystem for TideFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         let r = match self.handles.remove(fh.0) {
             Some(f) => f.tree.sv.release(f.ino).or_errno(),
             None => Err(Errno::EBADF),
@@ -829,11 +851,13 @@ impl Filesystem for TideFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         // A commit makes everything so far durable, in every file (tidefs has no per-file log).
         Self::send_empty(reply, self.mounted.sv.fsync().map(|_| ()).or_errno());
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.busy.touch();
         match self.target(ino) {
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(e),
@@ -848,6 +872,7 @@ impl Filesystem for TideFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.busy.touch();
         let r = self.list(ino, offset, |_, fuse, next, kind, name| {
             Ok(reply.add(INodeNo(fuse), next, kind, OsStr::from_bytes(name)))
         });
@@ -865,6 +890,7 @@ impl Filesystem for TideFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.busy.touch();
         let ttl = self.ttl;
         let r = self.list(ino, offset, |tree, fuse, next, _, name| {
             let e = self.plus_entry(tree, fuse)?;
@@ -891,10 +917,12 @@ impl Filesystem for TideFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         Self::send_empty(reply, self.mounted.sv.fsync().map(|_| ()).or_errno());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.busy.touch();
         match self.mounted.sv.statfs().or_errno() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -920,6 +948,7 @@ impl Filesystem for TideFuse {
         position: u32,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         let r = if position != 0 {
             Err(Errno::EINVAL)
         } else {
@@ -932,6 +961,7 @@ impl Filesystem for TideFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.busy.touch();
         match self
             .inode(ino, Errno::ENODATA)
             .and_then(|(t, ino)| t.sv.getxattr(ino, bytes(name)).or_errno())
@@ -942,6 +972,7 @@ impl Filesystem for TideFuse {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.busy.touch();
         let r = match self.target(ino) {
             Ok(Target::SnapDir) => Ok(Vec::new()),
             Ok(Target::Inode(t, ino)) => t.sv.listxattr(ino).or_errno(),
@@ -961,6 +992,7 @@ impl Filesystem for TideFuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy.touch();
         let r = self
             .inode(ino, Errno::EROFS)
             .and_then(|(t, ino)| t.sv.removexattr(ino, bytes(name)).or_errno());
@@ -968,6 +1000,7 @@ impl Filesystem for TideFuse {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.busy.touch();
         // Mode bits are the kernel's job (default_permissions); what is left is existence
         // and the read-only trees.
         let r = match self.target(ino) {
@@ -994,6 +1027,7 @@ impl Filesystem for TideFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.busy.touch();
         match self.do_create(req, parent, bytes(name), mode, flags) {
             Ok((e, fh)) => reply.created(
                 &self.ttl,
@@ -1016,6 +1050,7 @@ impl Filesystem for TideFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.busy.touch();
         let r = self
             .file(ino, fh)
             .and_then(|(t, ino)| t.sv.fallocate(ino, mode as u32, offset, length).or_errno());
@@ -1031,6 +1066,7 @@ impl Filesystem for TideFuse {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        self.busy.touch();
         match self.do_lseek(ino, fh, offset, whence) {
             Ok(at) => reply.offset(at),
             Err(e) => reply.error(e),
@@ -1050,6 +1086,7 @@ impl Filesystem for TideFuse {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        self.busy.touch();
         let r = if !flags.is_empty() {
             Err(Errno::EINVAL)
         } else {

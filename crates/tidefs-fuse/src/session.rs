@@ -1,6 +1,7 @@
 //! One mount's life: mount, serve with several threads while a background committer makes
 //! changes durable at the commit interval, unmount, final commit.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use parking_lot::Mutex;
 use tidefs_fs::Fs;
 use tidefs_store::{CommitPolicy, GroupCommitter};
 
+use crate::busy_poll::BusyPoll;
 use crate::error::MountError;
 use crate::ops::TideFuse;
 use crate::snap_control::SnapshotControl;
@@ -25,6 +27,10 @@ pub enum MountTarget {
     /// A snapshot, read-only.
     Snapshot { subvol: String, snap: String },
 }
+
+/// Default busy-polling window: long enough to span the gap between a process's
+/// requests (tens of microseconds), short enough that a finished burst stops at once.
+pub const BUSY_POLL_DEFAULT: Duration = Duration::from_millis(2);
 
 /// How to mount.
 #[derive(Debug, Clone)]
@@ -44,6 +50,10 @@ pub struct MountConfig {
     pub fs_name: String,
     /// Ask for FUSE's writeback cache (see `TideFuse::new`).
     pub writeback_cache: bool,
+    /// How long the channel is busy-polled after a request (see `busy_poll.rs`); zero:
+    /// never. On by default where there is more than one CPU: a single CPU would spend its
+    /// time polling instead of running the process that makes the requests.
+    pub busy_poll: Duration,
 }
 
 impl MountConfig {
@@ -56,6 +66,11 @@ impl MountConfig {
             commit: CommitPolicy::default(),
             fs_name: "tidefs".into(),
             writeback_cache: false,
+            busy_poll: if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+                BUSY_POLL_DEFAULT
+            } else {
+                Duration::ZERO
+            },
         }
     }
 }
@@ -63,6 +78,7 @@ impl MountConfig {
 /// A mounted file system, not serving yet.
 pub struct Mounted {
     session: Session<TideFuse>,
+    busy: Arc<BusyPoll>,
     fs: Fs,
     mountpoint: PathBuf,
     commit: CommitPolicy,
@@ -134,11 +150,13 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     fuse_config.clone_fd = true;
     // The control socket changes `.snap` beside the mount, through the same cache.
     let control_snaps = snaps.clone();
+    let busy = Arc::new(BusyPoll::new(config.busy_poll));
     let filesystem = TideFuse::new(
         mounted,
         snaps,
         config.cache_ttl,
         config.writeback_cache && !read_only,
+        busy.clone(),
     );
     let mut session =
         Session::new(filesystem, &config.mountpoint, &fuse_config).map_err(|source| {
@@ -147,6 +165,14 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
                 source,
             }
         })?;
+    let channel = session
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| MountError::Mount {
+            mountpoint: config.mountpoint.clone(),
+            source,
+        })?;
+    busy.attach(channel);
     let unmounter = Unmounter {
         inner: Arc::new(Mutex::new(session.unmount_callable())),
         mountpoint: config.mountpoint.clone(),
@@ -154,6 +180,7 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     let snapshot_control = control_snaps.map(|s| SnapshotControl::new(s, session.notifier()));
     Ok(Mounted {
         session,
+        busy,
         fs: fs.clone(),
         mountpoint: config.mountpoint.clone(),
         commit: config.commit,
@@ -181,10 +208,22 @@ impl Mounted {
                 "tidefs mount: background commit failed (the pool stops taking changes): {e}"
             );
         });
+        let watcher = {
+            let busy = self.busy.clone();
+            std::thread::Builder::new()
+                .name("tidefs-busy-poll".into())
+                .spawn(move || busy.watch())
+                .map_err(|source| MountError::Serve {
+                    mountpoint: self.mountpoint.clone(),
+                    source,
+                })?
+        };
         let served = self.session.run().map_err(|source| MountError::Serve {
             mountpoint: self.mountpoint.clone(),
             source,
         });
+        self.busy.stop();
+        let _ = watcher.join();
         drop(committer);
         self.fs.fsync()?;
         served
