@@ -537,7 +537,9 @@ impl Pool {
     pub fn read_latest(&self) -> ReadTxn {
         let guard = self.shared.lock_writer();
         let w = guard.borrow();
-        if !w.txn.changed {
+        // Nothing new since the last commit written out: if that one has landed, it is
+        // what `read` gives; if it is still in flight, the view below shows it.
+        if !w.txn.changed && self.committed_tid().0 + 1 == w.txn.tid.0 {
             drop(w);
             drop(guard);
             return self.read();

@@ -144,6 +144,9 @@ fn a_started_commit_lands_on_another_thread_or_with_the_next_commit() {
     let started = pool.start_commit().unwrap().expect("something to commit");
     assert!(started.tid() > landed);
     assert_eq!(pool.committed_tid(), landed, "not durable before it lands");
+    assert_committed_equals(&pool, &model(tree, &[]));
+    // A view of the latest state shows the commit in flight.
+    assert_view_equals(&pool.read_latest(), &model(tree, &[("a", "1")]));
     // Writes go on into the next transaction meanwhile.
     put(&pool, tree, "b", "2");
     let tid = std::thread::spawn(move || started.land().unwrap())

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use std::sync::Arc;
 
-use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, TreeId};
+use tidefs_store::{CreateOptions, MemDevice, OpenOptions, Pool, ReadTxn, TreeId};
 
 /// The seeds a randomized test runs: `TIDEFS_SEED` replays one, otherwise `count` fresh ones.
 pub fn seeds(count: u64) -> Vec<u64> {
@@ -57,7 +57,11 @@ pub fn committed_equals(pool: &Pool, model: &Model) -> bool {
 
 /// Asserts that every tree of the committed state equals the model.
 pub fn assert_committed_equals(pool: &Pool, model: &Model) {
-    let read = pool.read();
+    assert_view_equals(&pool.read(), model);
+}
+
+/// Asserts that every tree `read` shows equals the model.
+pub fn assert_view_equals(read: &ReadTxn, model: &Model) {
     let trees: Vec<TreeId> = read
         .list_trees()
         .unwrap()

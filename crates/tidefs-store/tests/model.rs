@@ -252,8 +252,12 @@ fn run(seed: u64, steps: usize) {
                     }
                     h.flight = Some((landing, h.live.clone(), h.read_only.clone()));
                 }
-                // Readers see only landed commits.
+                // Readers see only landed commits; a view of the latest state sees the one
+                // in flight.
                 assert_committed_equals(h.pool(), &h.committed);
+                if h.flight.is_some() {
+                    assert_view_equals(&h.pool().read_latest(), &h.live);
+                }
             }
             610..=619 => {
                 if let Some((landing, m, ro)) = h.flight.take() {
