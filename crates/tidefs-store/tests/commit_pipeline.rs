@@ -129,13 +129,7 @@ fn writers_go_on_and_readers_wait_while_a_commit_lands() {
 
 #[test]
 fn a_started_commit_lands_on_another_thread_or_with_the_next_commit() {
-    let device = Arc::new(MemDevice::new());
-    let pool = Pool::create(
-        device.clone(),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let (device, pool) = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     pool.commit().unwrap();
     let landed = pool.committed_tid();
