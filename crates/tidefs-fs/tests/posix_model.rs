@@ -193,8 +193,7 @@ impl World {
     fn t_parent(&self, rel: &[u8]) -> R<(u64, Vec<u8>)> {
         let (dir, name) = Self::split(rel);
         let ino = self.t_resolve(&dir)?;
-        let mode = tfs(self.sub.getattr(ino))?.mode;
-        if mode & 0o170000 != 0o040000 {
+        if !tfs(self.sub.getattr(ino))?.is_dir() {
             return Err(rustix::io::Errno::NOTDIR.raw_os_error());
         }
         Ok((ino, name))

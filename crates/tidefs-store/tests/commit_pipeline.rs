@@ -15,16 +15,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tidefs_store::{BlockDevice, CreateOptions, MemDevice, OpenOptions, Pool, TreeId};
 
-/// A memory device whose flushes, once armed, each wait for a go-ahead, announcing first
-/// that they have started.
-struct GateDevice {
+/// A memory device that runs `before_flush` at the start of every flush.
+struct HookDevice {
     inner: MemDevice,
-    armed: AtomicBool,
-    entered: Mutex<Sender<()>>,
-    go: Mutex<Receiver<()>>,
+    before_flush: Box<dyn Fn(&MemDevice) + Send + Sync>,
 }
 
-impl BlockDevice for GateDevice {
+impl HookDevice {
+    fn new(before_flush: impl Fn(&MemDevice) + Send + Sync + 'static) -> HookDevice {
+        HookDevice {
+            inner: MemDevice::new(),
+            before_flush: Box::new(before_flush),
+        }
+    }
+}
+
+impl BlockDevice for HookDevice {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read_at(offset, buf)
     }
@@ -32,10 +38,7 @@ impl BlockDevice for GateDevice {
         self.inner.write_at(offset, buf)
     }
     fn flush(&self) -> io::Result<()> {
-        if self.armed.load(Ordering::SeqCst) {
-            self.entered.lock().unwrap().send(()).unwrap();
-            self.go.lock().unwrap().recv().unwrap();
-        }
+        (self.before_flush)(&self.inner);
         self.inner.flush()
     }
     fn size_bytes(&self) -> io::Result<u64> {
@@ -46,35 +49,29 @@ impl BlockDevice for GateDevice {
     }
 }
 
+/// Once armed, each flush announces that it has started and waits for a go-ahead.
 struct Gate {
-    device: Arc<GateDevice>,
+    armed: Arc<AtomicBool>,
     entered: Receiver<()>,
     go: Sender<()>,
 }
 
 fn gated_pool() -> (Gate, Pool) {
     let (entered_tx, entered) = channel();
-    let (go, go_rx) = channel();
-    let device = Arc::new(GateDevice {
-        inner: MemDevice::new(),
-        armed: AtomicBool::new(false),
-        entered: Mutex::new(entered_tx),
-        go: Mutex::new(go_rx),
-    });
-    let pool = Pool::create(
-        device.clone(),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
-    (
-        Gate {
-            device,
-            entered,
-            go,
-        },
-        pool,
-    )
+    let (go, go_rx) = channel::<()>();
+    let armed = Arc::new(AtomicBool::new(false));
+    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+    let device = {
+        let armed = armed.clone();
+        Arc::new(HookDevice::new(move |_| {
+            if armed.load(Ordering::SeqCst) {
+                entered_tx.lock().unwrap().send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+            }
+        }))
+    };
+    let pool = Pool::create(device, &CreateOptions::default(), &OpenOptions::default()).unwrap();
+    (Gate { armed, entered, go }, pool)
 }
 
 fn put(pool: &Pool, tree: TreeId, k: &str, v: &str) {
@@ -102,7 +99,7 @@ fn writers_go_on_and_readers_wait_while_a_commit_lands() {
     let first = pool.commit().unwrap();
     put(&pool, tree, "b", "2");
 
-    gate.device.armed.store(true, Ordering::SeqCst);
+    gate.armed.store(true, Ordering::SeqCst);
     let committer = {
         let pool = pool.clone();
         std::thread::spawn(move || pool.commit().unwrap())
@@ -115,7 +112,7 @@ fn writers_go_on_and_readers_wait_while_a_commit_lands() {
     assert_eq!(pool.committed_tid(), first);
     assert_committed_equals(&pool, &model(tree, &[("a", "1")]));
 
-    gate.device.armed.store(false, Ordering::SeqCst);
+    gate.armed.store(false, Ordering::SeqCst);
     gate.go.send(()).unwrap(); // the flush before the superblock
     let second = committer.join().unwrap();
     assert!(second > first);
@@ -177,35 +174,6 @@ fn a_started_commit_lands_on_another_thread_or_with_the_next_commit() {
     assert_fsck_clean(&pool);
 }
 
-/// A memory device that, while capturing, keeps the image at the start of every flush:
-/// what the disk could hold if the power failed there with every write so far landed.
-struct CaptureDevice {
-    inner: MemDevice,
-    capture: AtomicBool,
-    images: Mutex<Vec<Vec<u8>>>,
-}
-
-impl BlockDevice for CaptureDevice {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_at(offset, buf)
-    }
-    fn flush(&self) -> io::Result<()> {
-        if self.capture.load(Ordering::SeqCst) {
-            self.images.lock().unwrap().push(self.inner.image());
-        }
-        self.inner.flush()
-    }
-    fn size_bytes(&self) -> io::Result<u64> {
-        self.inner.size_bytes()
-    }
-    fn grow(&self, bytes: u64) -> io::Result<()> {
-        self.inner.grow(bytes)
-    }
-}
-
 /// The next commit writes its nodes while the one before is still landing, so those nodes
 /// must avoid every block the last landed state reaches, including blocks the commit in
 /// flight freed. A small pool that cannot grow makes the allocator come round to such
@@ -215,11 +183,18 @@ const KEYS: usize = 3500;
 
 #[test]
 fn a_commit_written_during_a_landing_spares_the_landed_state() {
-    let device = Arc::new(CaptureDevice {
-        inner: MemDevice::new(),
-        capture: AtomicBool::new(false),
-        images: Mutex::new(Vec::new()),
-    });
+    // While capturing, each flush keeps the image at its start: what the disk could hold
+    // if the power failed there with every write so far landed.
+    let capture = Arc::new(AtomicBool::new(false));
+    let images = Arc::new(Mutex::new(Vec::new()));
+    let device = {
+        let (capture, images) = (capture.clone(), images.clone());
+        Arc::new(HookDevice::new(move |inner: &MemDevice| {
+            if capture.load(Ordering::SeqCst) {
+                images.lock().unwrap().push(inner.image());
+            }
+        }))
+    };
     let size = 4 << 20;
     let pool = Pool::create(
         device.clone(),
@@ -264,11 +239,11 @@ fn a_commit_written_during_a_landing_spares_the_landed_state() {
     let mut in_flight = pool.start_commit().unwrap().unwrap();
     for round in 2..40 {
         versions.push(write_version(round));
-        device.capture.store(true, Ordering::SeqCst);
+        capture.store(true, Ordering::SeqCst);
         // Writes this round's nodes, then lands round - 1: flush, superblock, flush.
         let next = pool.start_commit().unwrap().unwrap();
-        device.capture.store(false, Ordering::SeqCst);
-        let images = std::mem::take(&mut *device.images.lock().unwrap());
+        capture.store(false, Ordering::SeqCst);
+        let images = std::mem::take(&mut *images.lock().unwrap());
         assert_eq!(images.len(), 2, "round {round}: the landing flushes twice");
         for (image, landed) in images.into_iter().zip([round - 2, round - 1]) {
             let cut = Pool::open(
