@@ -24,6 +24,8 @@ pub struct BusyPoll {
     /// O_NONBLOCK flag is what is switched.
     channel: OnceLock<OwnedFd>,
     requests: AtomicU64,
+    /// Set when requests come through io_uring queues instead of the channel.
+    off: AtomicBool,
     /// Mirrors `state.spinning`, read without the lock on every request.
     spinning: AtomicBool,
     state: Mutex<State>,
@@ -42,6 +44,7 @@ impl BusyPoll {
             window,
             channel: OnceLock::new(),
             requests: AtomicU64::new(0),
+            off: AtomicBool::new(false),
             spinning: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -53,6 +56,12 @@ impl BusyPoll {
         let _ = self.channel.set(channel);
     }
 
+    /// Never polls: requests do not come through the channel (FUSE over io_uring serves
+    /// each on the CPU that made it, which is what polling stood in for).
+    pub fn turn_off(&self) {
+        self.off.store(true, Ordering::Relaxed);
+    }
+
     /// Whether the channel is in its busy-polling phase.
     #[cfg(test)]
     fn is_spinning(&self) -> bool {
@@ -61,7 +70,7 @@ impl BusyPoll {
 
     /// Counts a request; the first one after an idle spell starts the polling.
     pub fn touch(&self) {
-        if self.window.is_zero() {
+        if self.window.is_zero() || self.off.load(Ordering::Relaxed) {
             return;
         }
         self.requests.fetch_add(1, Ordering::Relaxed);

@@ -77,6 +77,8 @@ pub struct TideFuse {
     ttl: Duration,
     /// The kernel buffers writes and sends them in the background (FUSE_WRITEBACK_CACHE).
     writeback_cache: bool,
+    /// Ask for FUSE over io_uring (see `MountConfig::io_uring`).
+    io_uring: bool,
     /// Told of every request, to poll the channel while they keep coming.
     busy: Arc<BusyPoll>,
 }
@@ -98,6 +100,7 @@ impl TideFuse {
         snaps: Option<SnapDir>,
         ttl: Duration,
         writeback_cache: bool,
+        io_uring: bool,
         busy: Arc<BusyPoll>,
     ) -> TideFuse {
         TideFuse {
@@ -106,6 +109,7 @@ impl TideFuse {
             handles: Handles::default(),
             ttl,
             writeback_cache,
+            io_uring,
             busy,
         }
     }
@@ -592,6 +596,10 @@ impl Filesystem for TideFuse {
         }
         if self.writeback_cache {
             let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+        }
+        if self.io_uring {
+            // Offered by the kernel only where its fuse module allows it (enable_uring).
+            let _ = config.add_capabilities(InitFlags::FUSE_OVER_IO_URING);
         }
         let _ = config.set_max_write(MAX_WRITE_BYTES);
         let _ = config.set_max_background(64);

@@ -54,6 +54,11 @@ pub struct MountConfig {
     /// never. On by default where there is more than one CPU: a single CPU would spend its
     /// time polling instead of running the process that makes the requests.
     pub busy_poll: Duration,
+    /// Ask the kernel to send requests through io_uring queues, one per CPU, each served by
+    /// a thread on that CPU (Linux 6.14+ with the fuse module's `enable_uring` parameter
+    /// set; elsewhere requests come through /dev/fuse as before). Busy polling is then off:
+    /// a request is served on the CPU that made it, without a cross-CPU wakeup to avoid.
+    pub io_uring: bool,
 }
 
 impl MountConfig {
@@ -71,6 +76,7 @@ impl MountConfig {
             } else {
                 Duration::ZERO
             },
+            io_uring: true,
         }
     }
 }
@@ -148,6 +154,7 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     };
     fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = true;
+    fuse_config.io_uring_poll = config.busy_poll;
     // The control socket changes `.snap` beside the mount, through the same cache.
     let control_snaps = snaps.clone();
     let busy = Arc::new(BusyPoll::new(config.busy_poll));
@@ -156,6 +163,7 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         snaps,
         config.cache_ttl,
         config.writeback_cache && !read_only,
+        config.io_uring,
         busy.clone(),
     );
     let mut session =
@@ -172,7 +180,11 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
             mountpoint: config.mountpoint.clone(),
             source,
         })?;
-    busy.attach(channel);
+    if session.uses_io_uring() {
+        busy.turn_off();
+    } else {
+        busy.attach(channel);
+    }
     let unmounter = Unmounter {
         inner: Arc::new(Mutex::new(session.unmount_callable())),
         mountpoint: config.mountpoint.clone(),
@@ -190,6 +202,11 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
 }
 
 impl Mounted {
+    /// Whether requests come through io_uring queues (see [`MountConfig::io_uring`]).
+    pub fn uses_io_uring(&self) -> bool {
+        self.session.uses_io_uring()
+    }
+
     pub fn unmounter(&self) -> Unmounter {
         self.unmounter.clone()
     }

@@ -1,6 +1,7 @@
 //! The mount busy-polls its FUSE channel only while requests keep coming: during a burst the
 //! main channel is non-blocking, and once the mount is idle every channel is blocking again,
-//! so an idle mount spends no CPU. Read from the server's `/proc/PID/fdinfo`.
+//! so an idle mount spends no CPU. Read from the server's `/proc/PID/fdinfo`. Polling applies
+//! to requests read from /dev/fuse, so these mounts do not ask for io_uring queues.
 
 mod mount_common;
 
@@ -49,7 +50,11 @@ fn polling_follows_requests_and_stops_when_idle() {
     require_fuse!();
     let mut p = TestPool::new();
     // A long window (10 s), so the burst below is sure to be seen polling.
-    let mnt = p.mount("home", "mnt", &["--busy-poll-us", "10000000"]);
+    let mnt = p.mount(
+        "home",
+        "mnt",
+        &["--busy-poll-us", "10000000", "--no-io-uring"],
+    );
     let pid = p.pid(&mnt);
     assert!(
         !channel_nonblocking(pid).is_empty(),
@@ -77,7 +82,7 @@ fn polling_follows_requests_and_stops_when_idle() {
 fn polling_can_be_turned_off() {
     require_fuse!();
     let mut p = TestPool::new();
-    let mnt = p.mount("home", "mnt", &["--busy-poll-us", "0"]);
+    let mnt = p.mount("home", "mnt", &["--busy-poll-us", "0", "--no-io-uring"]);
     let pid = p.pid(&mnt);
     for i in 0..50 {
         fs::write(mnt.join(format!("f{i}")), b"y").unwrap();

@@ -305,10 +305,19 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn run_seed(seed: u64) {
+/// The mount's extra arguments for a transport: "uring" (the default: FUSE over io_uring
+/// where the kernel offers it) or "dev" (/dev/fuse reads).
+fn transport_args(transport: &str) -> &'static [&'static str] {
+    match transport {
+        "dev" => &["--no-io-uring"],
+        _ => &[],
+    }
+}
+
+fn run_seed(seed: u64, transport: &str) {
     let mut p = TestPool::new();
     let host = p.mkdir("host");
-    let mnt = p.mount("home", "mnt", &[]);
+    let mnt = p.mount("home", "mnt", transport_args(transport));
     let mut rng = Rng(seed);
     let mut errnos = BTreeMap::new();
     // Start from a populated tree so that random operations mostly find what they name.
@@ -337,7 +346,7 @@ fn run_seed(seed: u64) {
         *errnos.entry(want.err().unwrap_or(0)).or_insert(0usize) += 1;
     }
     // The sequence must exercise both paths: many successes and several distinct errors.
-    eprintln!("seed {seed}: outcomes by errno (0 = success): {errnos:?}");
+    eprintln!("seed {seed} ({transport}): outcomes by errno (0 = success): {errnos:?}");
     assert!(
         errnos.get(&0).copied().unwrap_or(0) >= OPS_PER_SEED / 5,
         "{errnos:?}"
@@ -351,7 +360,7 @@ fn run_seed(seed: u64) {
     // The same tree after a remount (so nothing was only in the kernel's caches).
     p.unmount(&mnt);
     p.fsck_clean();
-    let mnt = p.mount("home", "mnt", &[]);
+    let mnt = p.mount("home", "mnt", transport_args(transport));
     assert_eq!(
         snapshot(&mnt),
         snapshot(&host),
@@ -362,20 +371,31 @@ fn run_seed(seed: u64) {
 #[test]
 fn random_operations_match_the_host_file_system() {
     require_fuse!();
-    let seeds: Vec<u64> = match std::env::var("TIDEFS_SEED") {
-        Ok(s) => vec![s.parse().expect("TIDEFS_SEED must be a number")],
+    // Both ways requests reach the server: io_uring queues (where the kernel offers them;
+    // otherwise /dev/fuse again) and /dev/fuse reads.
+    let runs: Vec<(u64, String)> = match std::env::var("TIDEFS_SEED") {
+        Ok(s) => vec![(
+            s.parse().expect("TIDEFS_SEED must be a number"),
+            std::env::var("TIDEFS_TRANSPORT").unwrap_or_else(|_| "uring".into()),
+        )],
         Err(_) => {
             let base = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64;
-            (0..3).map(|i| base.wrapping_add(i)).collect()
+            (0..4)
+                .map(|i| {
+                    let transport = if i % 2 == 0 { "uring" } else { "dev" };
+                    (base.wrapping_add(i), transport.to_string())
+                })
+                .collect()
         }
     };
-    for seed in seeds {
-        if let Err(e) = std::panic::catch_unwind(|| run_seed(seed)) {
+    for (seed, transport) in runs {
+        if let Err(e) = std::panic::catch_unwind(|| run_seed(seed, &transport)) {
             eprintln!(
-                "\nmount model test failed with seed {seed}; replay with TIDEFS_SEED={seed}\n"
+                "\nmount model test failed with seed {seed}; replay with TIDEFS_SEED={seed} \
+                 TIDEFS_TRANSPORT={transport}\n"
             );
             std::panic::resume_unwind(e);
         }

@@ -68,6 +68,11 @@ pub struct MountArgs {
     /// Default: 2000, or 0 on a single CPU.
     #[arg(long)]
     busy_poll_us: Option<u64>,
+    /// Do not ask for FUSE over io_uring. By default requests come through per-CPU io_uring
+    /// queues where the kernel offers them (Linux 6.14+ with
+    /// /sys/module/fuse/parameters/enable_uring set to Y), each served on the CPU that made it.
+    #[arg(long)]
+    no_io_uring: bool,
     /// With --background: where the serving process writes its errors (default: discarded).
     #[arg(long)]
     log: Option<PathBuf>,
@@ -124,6 +129,7 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
     if let Some(us) = args.busy_poll_us {
         config.busy_poll = Duration::from_micros(us);
     }
+    config.io_uring = !args.no_io_uring;
     config.allow_other = args.allow_other;
     config.commit = CommitPolicy {
         interval: args.commit_interval,
