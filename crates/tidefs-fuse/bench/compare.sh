@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: a tidefs FUSE mount against a kernel file system (btrfs on a loop device) in
-# the same run, on the same disk. Not a test: it prints figures side by side.
+# the same run, on the same disk. Not a test: it prints figures side by side. tidefs runs
+# twice: as mounted by default (requests through per-CPU io_uring queues where the kernel
+# offers them) and with --no-io-uring (requests read from /dev/fuse).
 #
 #   sudo crates/tidefs-fuse/bench/compare.sh [WORKDIR]      (root: loop mounts, drop_caches)
 #
@@ -23,13 +25,16 @@ cargo build --release -q -p tidefs --manifest-path "$REPO/Cargo.toml"
 TIDEFS="$CARGO_TARGET_DIR/release/tidefs"
 
 cleanup() {
-    "$TIDEFS" umount "$W/tidefs" 2>/dev/null || fusermount3 -u -z "$W/tidefs" 2>/dev/null || true
+    for t in tidefs tidefs-dev; do
+        "$TIDEFS" umount "$W/$t" 2>/dev/null || fusermount3 -u -z "$W/$t" 2>/dev/null || true
+    done
     umount "$W/btrfs" 2>/dev/null || true
 }
 trap cleanup EXIT
 cleanup
 rm -rf "$W"
-mkdir -p "$W/tidefs" "$W/btrfs"
+mkdir -p "$W/tidefs" "$W/tidefs-dev" "$W/btrfs"
+URING=$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null || echo "absent")
 
 # The source tree for tar: the cargo registry's sources if present, else /usr/include.
 SRC=$HOME/.cargo/registry/src
@@ -44,12 +49,16 @@ mount_fs() { # fs
     case $1 in
     btrfs) mount -o loop,noatime "$W/btrfs.img" "$W/btrfs" ;;
     tidefs) "$TIDEFS" --pool "$W/pool" mount --background home "$W/tidefs" >/dev/null ;;
+    tidefs-dev)
+        "$TIDEFS" --pool "$W/pool-dev" mount --background --no-io-uring home "$W/tidefs-dev" \
+            >/dev/null
+        ;;
     esac
 }
 unmount_fs() { # fs
     case $1 in
     btrfs) umount "$W/btrfs" ;;
-    tidefs) "$TIDEFS" umount "$W/tidefs" ;;
+    tidefs*) "$TIDEFS" umount "$W/$1" ;;
     esac
 }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
@@ -58,14 +67,14 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 durable() { # fs dir
     case $1 in
     btrfs) sync -f "$2" ;;
-    tidefs) touch "$2/.durable" && sync "$2/.durable" ;;
+    tidefs*) touch "$2/.durable" && sync "$2/.durable" ;;
     esac
 }
 secs() { python3 -c "import time; print('%.6f' % time.time())"; }
 elapsed() { python3 -c "print('%.3f' % ($(secs) - $1))"; }
 
 declare -A R
-for fs in btrfs tidefs; do
+for fs in btrfs tidefs tidefs-dev; do
     d=$W/$fs
     mount_fs $fs
     r1=$(python3 "$HERE/files.py" create "$d/c1" "$FILES" 1)
@@ -103,8 +112,14 @@ for fs in btrfs tidefs; do
 done
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-printf '%-40s %12s %12s %10s\n' "workload (kernel fs: btrfs on loop)" btrfs tidefs tidefs/btrfs
-row() { printf '%-40s %12s %12s %10s\n' "$1" "${R[btrfs.$2]}" "${R[tidefs.$2]}" "$(ratio "${R[tidefs.$2]}" "${R[btrfs.$2]}")"; }
+echo "tidefs: default mount (fuse enable_uring: $URING); tidefs-dev: --no-io-uring"
+printf '%-46s %10s %10s %7s %10s %7s\n' "workload (kernel fs: btrfs on loop)" btrfs tidefs ratio \
+    tidefs-dev ratio
+row() {
+    printf '%-46s %10s %10s %7s %10s %7s\n' "$1" "${R[btrfs.$2]}" \
+        "${R[tidefs.$2]}" "$(ratio "${R[tidefs.$2]}" "${R[btrfs.$2]}")" \
+        "${R[tidefs-dev.$2]}" "$(ratio "${R[tidefs-dev.$2]}" "${R[btrfs.$2]}")"
+}
 row "create $FILES x 100 B, 1 proc (files/s)" create1
 row "create $FILES x 100 B, 2 procs (files/s)" create2
 row "stat $FILES, warm (stats/s)" statwarm
