@@ -103,9 +103,10 @@ pub(crate) struct Node {
 }
 
 /// Loaded children of a clean node. Cloning a node (to edit it) leaves the copy without
-/// one, since an edited node's entries move.
+/// one, since an edited node's entries move. Each is kept with its block, and used only
+/// while the entry still points there.
 #[derive(Default)]
-pub(crate) struct ChildCache(Box<[OnceLock<Weak<Node>>]>);
+pub(crate) struct ChildCache(Box<[OnceLock<(u64, Weak<Node>)>]>);
 
 impl Clone for ChildCache {
     fn clone(&self) -> Self {
@@ -137,7 +138,20 @@ impl Clone for Node {
     }
 }
 
-fn key_prefix(key: &[u8]) -> u64 {
+impl Node {
+    /// This node, taken over to be edited (as a copy would be, see `Clone`): no cache of
+    /// loaded children, since edited entries move, and room to grow.
+    pub fn into_editable(mut self) -> Node {
+        self.child_cache = ChildCache::default();
+        let room = self.slots.len() / 4 + 8;
+        self.slots.reserve(room);
+        self.prefixes.reserve(room);
+        self.heap.reserve(NODE_CAPACITY_BYTES / 4);
+        self
+    }
+}
+
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key[..n]);
@@ -279,7 +293,11 @@ impl Node {
         if self.child_cache.0.len() != self.slots.len() {
             return None;
         }
-        self.child_cache.0[i].get().and_then(Weak::upgrade)
+        let (block, child) = self.child_cache.0[i].get()?;
+        if *block != self.child_ref(i).block {
+            return None;
+        }
+        child.upgrade()
     }
 
     /// Gives a node that just became clean an empty cache of loaded children.
@@ -291,7 +309,7 @@ impl Node {
     /// node cache serves that child from then on).
     pub fn remember_child(&self, i: usize, child: &Arc<Node>) {
         if self.child_cache.0.len() == self.slots.len() {
-            let _ = self.child_cache.0[i].set(Arc::downgrade(child));
+            let _ = self.child_cache.0[i].set((self.child_ref(i).block, Arc::downgrade(child)));
         }
     }
 

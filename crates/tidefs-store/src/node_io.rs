@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
@@ -24,7 +25,16 @@ impl Weighter<u64, (u32, Arc<Node>)> for NodeWeight {
 pub(crate) struct NodeIo {
     pub device: Arc<dyn BlockDevice>,
     cache: Cache<u64, (u32, Arc<Node>), NodeWeight>,
+    spare: Arc<SpareBuffers>,
 }
+
+/// Write buffers kept from one commit to the next: a big commit's 8 MiB buffers would
+/// otherwise be fresh memory every time, faulted in and zeroed page by page.
+#[derive(Default)]
+struct SpareBuffers(Mutex<Vec<Vec<u8>>>);
+
+/// Spare buffers kept: one per writing thread of a commit, and one more.
+const SPARE_BUFFERS_MAX: usize = 3;
 
 /// Bytes of decoded nodes kept in memory by default.
 pub const NODE_CACHE_BYTES_DEFAULT: u64 = 512 << 20;
@@ -35,6 +45,21 @@ impl NodeIo {
         NodeIo {
             device,
             cache: Cache::with_weighter(estimated_items, cache_bytes, NodeWeight),
+            spare: Arc::default(),
+        }
+    }
+
+    /// A writer for a commit's nodes.
+    pub fn batch_writer(&self) -> BatchWriter {
+        let buf = self.spare.0.lock().pop().unwrap_or_default();
+        BatchWriter {
+            device: self.device.clone(),
+            buf,
+            used: 0,
+            start_block: 0,
+            unhinted: Vec::new(),
+            unhinted_bytes: 0,
+            spare: self.spare.clone(),
         }
     }
 
@@ -84,6 +109,26 @@ impl NodeIo {
         Ok(node)
     }
 
+    /// The node `r` points at, to be edited. When the cache holds the only reference to it,
+    /// it is taken out and handed over whole: a transaction that rewrites most of a tree
+    /// then copies no node (the copies were a fifth of a batch of random inserts). Anyone
+    /// reading the block later reads it from the device again, where it stays until it is
+    /// freed and no reader can reach it. Otherwise (a reader holds it) it is copied.
+    pub fn load_for_edit(&self, r: BlockRef, level: Option<u8>) -> Result<Node> {
+        if let Some((_, (crc, node))) = self.cache.remove(&r.block) {
+            if crc == r.checksum && level.is_none_or(|l| l == node.level) {
+                return Ok(match Arc::try_unwrap(node) {
+                    Ok(node) => node.into_editable(),
+                    Err(shared) => {
+                        self.cache.insert(r.block, (crc, shared.clone()));
+                        (*shared).clone()
+                    }
+                });
+            }
+        }
+        Ok((*self.load(r, level)?).clone())
+    }
+
     /// Remembers a node just written.
     pub fn remember(&self, block: u64, checksum: u32, node: Arc<Node>) {
         self.cache.insert(block, (checksum, node));
@@ -103,73 +148,79 @@ const SMALL_BATCH_BYTES: usize = 16 * NODE_BYTES;
 /// Gathers node writes at consecutive blocks into large writes.
 pub(crate) struct BatchWriter {
     device: Arc<dyn BlockDevice>,
+    /// Bytes `..used` are the batch; the rest was written before (and is overwritten, not
+    /// zeroed again, when the next node is encoded there).
     buf: Vec<u8>,
+    used: usize,
     start_block: u64,
     /// Device ranges (start, end) written since the last writeback hint, and their bytes.
     /// The hint goes to exactly these: it also drops clean cached pages in its range, and
     /// one range spanning them all would drop other data's.
     unhinted: Vec<(u64, u64)>,
     unhinted_bytes: usize,
+    spare: Arc<SpareBuffers>,
+}
+
+impl Drop for BatchWriter {
+    fn drop(&mut self) {
+        if self.buf.len() > SMALL_BATCH_BYTES {
+            let mut spare = self.spare.0.lock();
+            if spare.len() < SPARE_BUFFERS_MAX {
+                spare.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
 }
 
 impl BatchWriter {
-    pub fn new(device: Arc<dyn BlockDevice>) -> BatchWriter {
-        BatchWriter {
-            device,
-            buf: Vec::new(),
-            start_block: 0,
-            unhinted: Vec::new(),
-            unhinted_bytes: 0,
-        }
-    }
-
-    /// Room for one node at `block`, to encode it in place (no copy into the batch).
+    /// Room for one node at `block`, to encode it in place (no copy into the batch). Every
+    /// byte of it must be written: it may hold an earlier batch's node.
     pub fn node_slot(&mut self, block: u64) -> Result<&mut [u8]> {
-        let next = self.start_block + (self.buf.len() / BLOCK_BYTES) as u64;
-        if !self.buf.is_empty() && (block != next || self.buf.len() >= WRITE_BATCH_BYTES_MAX) {
+        let next = self.start_block + (self.used / BLOCK_BYTES) as u64;
+        if self.used > 0 && (block != next || self.used >= WRITE_BATCH_BYTES_MAX) {
             self.finish()?;
         }
-        if self.buf.is_empty() {
+        if self.used == 0 {
             self.start_block = block;
         }
-        if self.buf.capacity() - self.buf.len() < NODE_BYTES {
+        if self.buf.len() < self.used + NODE_BYTES {
             // Small commits keep a small buffer; a big one goes to the full batch size at
             // its second growth, instead of doubling (and copying) its way up.
-            let room = if self.buf.capacity() == 0 {
+            let len = if self.buf.is_empty() {
                 SMALL_BATCH_BYTES
             } else {
                 WRITE_BATCH_BYTES_MAX + NODE_BYTES
             };
-            self.buf.reserve_exact(room - self.buf.len());
+            self.buf.resize(len.max(self.used + NODE_BYTES), 0);
         }
-        let at = self.buf.len();
-        self.buf.resize(at + NODE_BYTES, 0);
-        Ok(&mut self.buf[at..])
+        let at = self.used;
+        self.used += NODE_BYTES;
+        Ok(&mut self.buf[at..at + NODE_BYTES])
     }
 
     pub fn finish(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.used == 0 {
             return Ok(());
         }
         let offset = block_offset(self.start_block);
         self.device
-            .write_at(offset, &self.buf)
+            .write_at(offset, &self.buf[..self.used])
             .map_err(|e| StoreError::io("writing tree nodes", offset, e))?;
         // A big commit: every 8 MiB written, the disk is asked to start on them while the
         // rest is encoded, so the commit's flush finds less to wait for.
-        let end = offset + self.buf.len() as u64;
+        let end = offset + self.used as u64;
         match self.unhinted.last_mut() {
             Some((_, last_end)) if *last_end == offset => *last_end = end,
             _ => self.unhinted.push((offset, end)),
         }
-        self.unhinted_bytes += self.buf.len();
+        self.unhinted_bytes += self.used;
         if self.unhinted_bytes >= WRITE_BATCH_BYTES_MAX {
             for (start, end) in self.unhinted.drain(..) {
                 self.device.start_writeback(start, end - start);
             }
             self.unhinted_bytes = 0;
         }
-        self.buf.clear();
+        self.used = 0;
         Ok(())
     }
 }

@@ -10,8 +10,8 @@ use crate::btree::root::Root;
 use crate::error::{Result, StoreError};
 use crate::ids::{Tid, TreeId};
 use crate::layout::{block_offset, KEY_BYTES_MAX, NODE_BLOCKS, VALUE_BYTES_MAX};
-use crate::node::EntryKind;
-use crate::node_io::{BatchWriter, NodeIo};
+use crate::node::{key_prefix, EntryKind};
+use crate::node_io::NodeIo;
 use crate::record::Record;
 use crate::redo::{Redo, RedoLog};
 use crate::space_map::{FreedRun, SpaceMap, RC_MAX};
@@ -388,14 +388,23 @@ impl WriteTxn<'_> {
         for (k, v) in records {
             Self::check_sizes(k.as_ref(), v.as_ref().len())?;
         }
-        // A stable sort: of equal keys the last given comes last, and is the one kept.
-        let mut order: Vec<(&[u8], &[u8])> = records
+        // Sorted by key, then by position: of equal keys the last given comes last, and is
+        // the one kept. The first 8 key bytes, as a number, decide most comparisons without
+        // touching the keys (sorting slices took a tenth of a batch's time).
+        let mut order: Vec<(u64, usize)> = records
             .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .enumerate()
+            .map(|(i, (k, _))| (key_prefix(k.as_ref()), i))
             .collect();
-        order.sort_by(|a, b| a.0.cmp(b.0));
+        order.sort_unstable_by(|&(pa, a), &(pb, b)| {
+            pa.cmp(&pb)
+                .then_with(|| records[a].0.as_ref().cmp(records[b].0.as_ref()))
+                .then(a.cmp(&b))
+        });
         let mut batch: Vec<(&[u8], &[u8])> = Vec::with_capacity(order.len());
-        for (k, v) in order {
+        for (_, i) in order {
+            let (k, v) = &records[i];
+            let (k, v) = (k.as_ref(), v.as_ref());
             match batch.last_mut() {
                 Some(last) if last.0 == k => *last = (k, v),
                 _ => batch.push((k, v)),
@@ -555,7 +564,7 @@ impl WriteTxn<'_> {
     /// Writes out `tree`'s edited nodes now, so its root can be shared.
     fn write_out_tree(&mut self, tree: TreeId) -> Result<()> {
         let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        let mut writer = BatchWriter::new(self.io.device.clone());
+        let mut writer = self.io.batch_writer();
         let result = mutator!(self, tree)
             .write_out(&mut ts.root, &mut writer)
             .and_then(|()| writer.finish());
@@ -782,7 +791,7 @@ impl WriteTxn<'_> {
             self.state.trees.get_mut(&id).expect("loaded").entry_dirty = false;
         }
         let mut root = std::mem::replace(&mut self.state.root_tree, Root::Empty);
-        let mut writer = BatchWriter::new(self.io.device.clone());
+        let mut writer = self.io.batch_writer();
         let result = mutator!(self, TreeId::ROOT)
             .write_out(&mut root, &mut writer)
             .and_then(|()| writer.finish());

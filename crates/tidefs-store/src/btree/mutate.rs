@@ -47,7 +47,7 @@ impl Mutator<'_> {
 
     /// Copies a clean node so it can be edited.
     fn cow(&mut self, r: BlockRef, level: u8) -> Result<Node> {
-        let node = self.io.load(r, Some(level))?;
+        let mut node = self.io.load_for_edit(r, Some(level))?;
         if self.space.get(r.block)? > 1 {
             for i in 0..node.len() {
                 if let Some(held) = node.held_ref(i) {
@@ -59,10 +59,9 @@ impl Mutator<'_> {
             self.drop_ref_block(r.block)?;
         }
         *self.dirty_nodes += 1;
-        let mut copy = (*node).clone();
-        copy.tid = self.tid;
-        copy.owner = self.owner;
-        Ok(copy)
+        node.tid = self.tid;
+        node.owner = self.owner;
+        Ok(node)
     }
 
     /// Drops one reference on an allocation; remembers it as freed if it was the last.

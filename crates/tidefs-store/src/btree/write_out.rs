@@ -45,7 +45,7 @@ impl Mutator<'_> {
             pending.block = self.space.alloc(NODE_BLOCKS)?;
             self.io.forget(pending.block);
         }
-        let mut second = BatchWriter::new(self.io.device.clone());
+        let mut second = self.io.batch_writer();
         let mut below: Vec<(BlockRef, Arc<Node>)> = Vec::new();
         for i in 0..levels.len() {
             let (lower, upper) = levels.split_at_mut(i);
