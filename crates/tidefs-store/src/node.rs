@@ -106,7 +106,10 @@ pub(crate) struct Node {
 /// one, since an edited node's entries move. Each is kept with its block, and used only
 /// while the entry still points there.
 #[derive(Default)]
-pub(crate) struct ChildCache(Box<[OnceLock<(u64, Weak<Node>)>]>);
+pub(crate) struct ChildCache(Box<[OnceLock<LoadedChild>]>);
+
+/// A loaded child: its block, and the node while anything else keeps it in memory.
+type LoadedChild = (u64, Weak<Node>);
 
 impl Clone for ChildCache {
     fn clone(&self) -> Self {
