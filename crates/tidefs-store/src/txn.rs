@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::bref::{Extent, TreeInfo};
-use crate::btree::mutate::{lookup, Accounting, Mutator};
+use crate::btree::mutate::{lookup, Accounting, Mutator, SpaceRef};
 use crate::btree::root::Root;
 use crate::error::{Result, StoreError};
 use crate::ids::{Tid, TreeId};
@@ -192,7 +192,7 @@ macro_rules! mutator {
         } = &mut *$self.state;
         Mutator {
             io: $self.io,
-            space: &mut *$self.space,
+            space: SpaceRef::Own(&mut *$self.space),
             tid: *tid,
             owner: $owner,
             freed,
@@ -410,8 +410,26 @@ impl WriteTxn<'_> {
                 _ => batch.push((k, v)),
             }
         }
-        // (A single descent splitting the batch among children was tried: no faster.)
-        self.put_all(tree, &batch, EntryKind::Plain)
+        self.put_sorted(tree, &batch)
+    }
+
+    /// Puts a sorted batch of plain records without duplicate keys; large batches go in
+    /// with two threads (`btree/parallel_insert.rs`).
+    fn put_sorted(&mut self, tree: TreeId, batch: &[(&[u8], &[u8])]) -> Result<u64> {
+        self.writable_tree(tree)?;
+        self.changing();
+        let mut ts = self.state.trees.remove(&tree).expect("loaded");
+        // Logged up front: a write that fails is dropped from the log as a whole.
+        if let Some(log) = &mut self.state.redo {
+            for &(k, v) in batch {
+                log.log_put(tree, k, v, EntryKind::Plain);
+            }
+        }
+        let result = mutator!(self, tree).insert_sorted(&mut ts.root, batch);
+        ts.entry_dirty = true;
+        self.state.trees.insert(tree, ts);
+        self.state.changed = true;
+        result
     }
 
     /// Sets `key` to a record that references `extent` (and carries `payload`). The record

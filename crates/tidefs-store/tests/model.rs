@@ -493,3 +493,62 @@ fn insert_many_builds_the_same_tree_as_single_inserts() {
         );
     }
 }
+
+#[test]
+fn a_large_batch_into_a_small_tree_goes_in_on_two_threads_and_grows_it() {
+    // A tree of two leaves under a root, then batches big enough for the two-thread insert:
+    // each leaf takes tens of thousands of records and splits into hundreds of pieces, which
+    // overfill the root, which must split and grow the tree. Also a batch that falls into
+    // one child only, and one that replaces every key.
+    for seed in seeds(2) {
+        run_seeded(
+            "a_large_batch_into_a_small_tree_goes_in_on_two_threads_and_grows_it",
+            seed,
+            |seed| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let (device, pool) = mem_pool();
+                let tree = pool.write(|t| t.create_tree()).unwrap();
+                let mut model = BTreeMap::new();
+                let small: Vec<(Vec<u8>, Vec<u8>)> = (0..200u64)
+                    .map(|i| ((i * 1_000_000).to_be_bytes().to_vec(), vec![0; 100]))
+                    .collect();
+                let batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![
+                    small,
+                    (0..60_000)
+                        .map(|_| {
+                            let k = rng.gen_range(0..200_000_000u64);
+                            (k.to_be_bytes().to_vec(), vec![1; rng.gen_range(20..120)])
+                        })
+                        .collect(),
+                    // All below the first key: one child takes them all.
+                    (0..20_000u64)
+                        .map(|i| (i.to_be_bytes().to_vec(), vec![2; 30]))
+                        .collect(),
+                ];
+                for batch in batches {
+                    let mut expected_new = 0;
+                    for (k, v) in &batch {
+                        expected_new += u64::from(model.insert(k.clone(), v.clone()).is_none());
+                    }
+                    let new = pool.write(|t| t.insert_many(tree, &batch)).unwrap();
+                    assert_eq!(new, expected_new);
+                }
+                let again: Vec<(Vec<u8>, Vec<u8>)> =
+                    model.keys().map(|k| (k.clone(), vec![3; 10])).collect();
+                assert_eq!(pool.write(|t| t.insert_many(tree, &again)).unwrap(), 0);
+                for (k, v) in again {
+                    model.insert(k, v);
+                }
+                pool.commit().unwrap();
+                let mut want = Model::new();
+                want.insert(tree, model);
+                assert_committed_equals(&pool, &want);
+                assert_fsck_clean(&pool);
+                drop(pool);
+                let pool = Pool::open(device, &OpenOptions::default()).unwrap();
+                assert_committed_equals(&pool, &want);
+                assert_fsck_clean(&pool);
+            },
+        );
+    }
+}

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::bref::{BlockRef, Extent};
 use crate::error::Result;
 use crate::ids::{Tid, TreeId};
@@ -21,13 +23,61 @@ use super::root::Root;
 /// Everything an edit needs, borrowed from the writer for the length of one operation.
 pub(crate) struct Mutator<'a> {
     pub io: &'a NodeIo,
-    pub space: &'a mut SpaceMap,
+    pub space: SpaceRef<'a>,
     pub tid: Tid,
     pub owner: TreeId,
     pub freed: &'a mut Vec<FreedRun>,
     pub fresh: &'a mut TrackedSet,
     /// Upper bound on the nodes that the next commit must write.
     pub dirty_nodes: &'a mut u64,
+}
+
+/// The space map as an edit reaches it: the writer's own, or shared by the threads of a
+/// parallel insert (`parallel_insert.rs`), which take turns at it.
+pub(crate) enum SpaceRef<'a> {
+    Own(&'a mut SpaceMap),
+    Shared(&'a (dyn SharedSpace + Sync)),
+}
+
+/// A space map behind a lock. (A trait, so that a `Mutator` need not name the lifetime of
+/// the writer's borrow inside the lock.)
+pub(crate) trait SharedSpace {
+    fn with_space(&self, f: &mut dyn FnMut(&mut SpaceMap));
+}
+
+impl SharedSpace for Mutex<&mut SpaceMap> {
+    fn with_space(&self, f: &mut dyn FnMut(&mut SpaceMap)) {
+        f(&mut self.lock())
+    }
+}
+
+impl SpaceRef<'_> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut SpaceMap) -> T) -> T {
+        match self {
+            SpaceRef::Own(space) => f(space),
+            SpaceRef::Shared(space) => {
+                let (mut f, mut out) = (Some(f), None);
+                space.with_space(&mut |s| out = f.take().map(|f| f(s)));
+                out.expect("with_space calls back once")
+            }
+        }
+    }
+
+    pub fn get(&mut self, block: u64) -> Result<u32> {
+        self.with(|s| s.get(block))
+    }
+
+    pub fn inc(&mut self, block: u64) -> Result<()> {
+        self.with(|s| s.inc(block))
+    }
+
+    pub fn dec(&mut self, block: u64) -> Result<Option<u32>> {
+        self.with(|s| s.dec(block))
+    }
+
+    pub fn alloc(&mut self, blocks: u32) -> Result<u64> {
+        self.with(|s| s.alloc(blocks))
+    }
 }
 
 /// Whether the store counts the references held by the entries being written.
@@ -40,7 +90,7 @@ pub(crate) enum Accounting {
 }
 
 impl Mutator<'_> {
-    fn new_node(&mut self, level: u8) -> Node {
+    pub(super) fn new_node(&mut self, level: u8) -> Node {
         *self.dirty_nodes += 1;
         Node::new(level, self.tid, self.owner)
     }
@@ -134,7 +184,7 @@ impl Mutator<'_> {
         self.space.inc(held_block(held))
     }
 
-    fn root_mut<'r>(&mut self, root: &'r mut Root) -> Result<&'r mut Node> {
+    pub(super) fn root_mut<'r>(&mut self, root: &'r mut Root) -> Result<&'r mut Node> {
         match root {
             Root::Empty => *root = Root::Dirty(Arc::new(self.new_node(0))),
             Root::Clean { bref, level } => {
@@ -150,7 +200,7 @@ impl Mutator<'_> {
     }
 
     /// Child `i` of `parent`, copied for editing if it is clean.
-    fn child_mut<'n>(&mut self, parent: &'n mut Node, i: usize) -> Result<&'n mut Node> {
+    pub(super) fn child_mut<'n>(&mut self, parent: &'n mut Node, i: usize) -> Result<&'n mut Node> {
         if parent.dirty_child(i).is_none() {
             let copy = self.cow(parent.child_ref(i), parent.level - 1)?;
             parent.set_dirty_child(i, Arc::new(copy));
@@ -198,7 +248,7 @@ impl Mutator<'_> {
         Ok(new)
     }
 
-    fn insert_rec(
+    pub(super) fn insert_rec(
         &mut self,
         node: &mut Node,
         key: &[u8],
