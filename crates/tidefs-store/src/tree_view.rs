@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::ids::{Tid, TreeId};
 use crate::node::Node;
 use crate::node_io::NodeIo;
-use crate::record::Record;
+use crate::record::{value_parts, Record};
 
 /// One tree frozen at the moment the view was taken.
 #[derive(Clone)]
@@ -48,6 +48,16 @@ impl TreeView {
 
     /// The record with `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
+        self.find(key, Record::from_leaf)
+    }
+
+    /// `f` of the value stored under `key` (after the extent reference, for extent
+    /// records), read in place: no copy of the record is made.
+    pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        self.find(key, |node, i| f(value_parts(node, i).0))
+    }
+
+    fn find<T>(&self, key: &[u8], f: impl FnOnce(&Node, usize) -> T) -> Result<Option<T>> {
         let root = match self.root_node.get() {
             Some(node) => node.clone(),
             None => match self.root.node(&self.io)? {
@@ -55,7 +65,7 @@ impl TreeView {
                 None => return Ok(None),
             },
         };
-        Ok(lookup_from(&self.io, root, key)?.map(|(node, i)| Record::from_leaf(&node, i)))
+        Ok(lookup_from(&self.io, root, key)?.map(|(node, i)| f(&node, i)))
     }
 
     /// The value bytes of `key` (after the extent reference, for extent records).

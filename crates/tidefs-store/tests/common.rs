@@ -87,6 +87,15 @@ pub fn assert_view_equals(read: &ReadTxn, model: &Model) {
             .collect();
         assert_eq!(got.len(), want.len(), "tree {id}: record count differs");
         assert!(got == want, "tree {id}: records differ");
+        // Point lookups, reading values in place, agree with the scan.
+        let view = read.tree(*id).unwrap();
+        for (k, v) in records.iter().step_by(7) {
+            let found = view.get_with(k, |value| value == &v[..]).unwrap();
+            assert_eq!(found, Some(true), "tree {id}: get_with of {k:?}");
+        }
+        let mut missing = records.keys().next_back().cloned().unwrap_or_default();
+        missing.push(0);
+        assert_eq!(view.get_with(&missing, |_| ()).unwrap(), None);
     }
 }
 

@@ -178,3 +178,37 @@ fn packed_extents_lie_back_to_back_and_are_written_as_runs() {
     let pool = Pool::open_at(dir.path(), &OpenOptions::default()).unwrap();
     check(&pool, &written);
 }
+
+#[test]
+fn get_with_reads_an_extent_records_payload_in_place() {
+    let pool = Pool::create(
+        Arc::new(tidefs_store::MemDevice::new()),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let tree = pool.write(|t| t.create_tree()).unwrap();
+    let data = pattern(9, BLOCK_BYTES);
+    let e = pool
+        .write(|t| -> Result<Extent, StoreError> {
+            let e = t.alloc_extent(1)?;
+            t.write_extents(&[(e, &data[..])])?;
+            t.insert_with_extent(tree, b"k", e, b"payload")?;
+            Ok(e)
+        })
+        .unwrap();
+    pool.commit().unwrap();
+    let read = pool.read();
+    let view = read.tree(tree).unwrap();
+    // The caller's bytes, after the extent reference, as `get` gives them.
+    assert_eq!(
+        view.get_with(b"k", |v| v.to_vec()).unwrap(),
+        Some(b"payload".to_vec())
+    );
+    let record = view.get(b"k").unwrap().unwrap();
+    assert_eq!(
+        (record.value, record.extent),
+        (b"payload".to_vec(), Some(e))
+    );
+    assert_eq!(view.get_with(b"j", |v| v.len()).unwrap(), None);
+}
