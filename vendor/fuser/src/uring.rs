@@ -178,6 +178,10 @@ impl ReplySlot {
         self.reply.lock().direct = direct;
     }
 
+    fn is_ready(&self) -> bool {
+        self.reply.lock().ready
+    }
+
     /// Waits until the request has been replied to.
     fn wait_ready(&self) {
         let mut reply = self.reply.lock();
@@ -414,11 +418,32 @@ fn work<FS: Filesystem>(waiting: &Mutex<mpsc::Receiver<Job>>, se: &SessionEventL
         // SAFETY: see `Job`.
         let msg = unsafe { std::slice::from_raw_parts(job.msg, job.len) };
         match RequestWithSender::from_ring(se.ch.sender(), job.slot.clone(), msg) {
-            Some(req) => req.dispatch(se),
+            Some(req) => dispatch(&req, se, &job.slot, job.unique),
             None => error_reply(&job.slot, job.unique, libc::EIO),
         }
         job.slot.wait_ready();
         job.finished.push(job.entry);
+    }
+}
+
+/// Dispatches a request taken from a ring. A panic in the file system fails the request
+/// with EIO (fuser's reply does so when it is dropped unsent) and the thread goes on: over
+/// /dev/fuse another reader would take the next request, but a queue has only its thread.
+fn dispatch<FS: Filesystem>(
+    req: &RequestWithSender<'_>,
+    se: &SessionEventLoop<FS>,
+    slot: &ReplySlot,
+    unique: u64,
+) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| req.dispatch(se)));
+    if served.is_err() {
+        error!(
+            "{}: the file system panicked serving request {unique}",
+            se.thread_name
+        );
+        if !slot.is_ready() {
+            error_reply(slot, unique, libc::EIO);
+        }
     }
 }
 
@@ -615,7 +640,7 @@ impl Queue {
             Some(req) if opcode == fuse_opcode::FUSE_DESTROY as u32 => {
                 req.reply::<ReplyEmpty>().ok();
             }
-            Some(req) => req.dispatch(se),
+            Some(req) => dispatch(&req, se, &entry.slot, unique),
             None => error_reply(&entry.slot, unique, libc::EIO),
         }
         Taken::Served
