@@ -13,6 +13,15 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn mem_pool() -> Pool {
+    Pool::create(
+        Arc::new(tidefs_store::MemDevice::new()),
+        &CreateOptions::default(),
+        &OpenOptions::default(),
+    )
+    .unwrap()
+}
+
 fn write_and_check(pool: &Pool) -> Vec<(Extent, Vec<u8>)> {
     // Two-megabyte extents, plus an odd-sized one, in one batch (parallel path), from
     // separate buffers.
@@ -59,12 +68,7 @@ fn check(pool: &Pool, written: &[(Extent, Vec<u8>)]) {
 
 #[test]
 fn parallel_extent_writes_read_back_on_a_memory_device() {
-    let pool = Pool::create(
-        Arc::new(tidefs_store::MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let pool = mem_pool();
     let written = write_and_check(&pool);
     pool.commit().unwrap();
     check(&pool, &written);
@@ -93,12 +97,7 @@ fn direct_extent_writes_read_back_on_a_file_device_after_reopen() {
 
 #[test]
 fn extent_writes_past_the_end_or_into_committed_extents_are_refused() {
-    let pool = Pool::create(
-        Arc::new(tidefs_store::MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let pool = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let big = vec![1u8; 3 << 20];
     let e = pool
@@ -181,12 +180,7 @@ fn packed_extents_lie_back_to_back_and_are_written_as_runs() {
 
 #[test]
 fn get_with_reads_an_extent_records_payload_in_place() {
-    let pool = Pool::create(
-        Arc::new(tidefs_store::MemDevice::new()),
-        &CreateOptions::default(),
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let pool = mem_pool();
     let tree = pool.write(|t| t.create_tree()).unwrap();
     let data = pattern(9, BLOCK_BYTES);
     let e = pool

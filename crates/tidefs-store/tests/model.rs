@@ -432,66 +432,89 @@ fn random_operations_match_the_model() {
     }
 }
 
+type Records = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Runs `f` for `count` seeds, each on a fresh pool with one empty tree and a model of it;
+/// then commits, and the tree must equal the model with fsck clean, also after a reopen.
+fn with_seeded_tree(
+    name: &str,
+    count: u64,
+    f: impl Fn(&mut ChaCha8Rng, &Pool, TreeId, &mut Records),
+) {
+    for seed in seeds(count) {
+        run_seeded(name, seed, |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (device, pool) = mem_pool();
+            let tree = pool.write(|t| t.create_tree()).unwrap();
+            let mut model = BTreeMap::new();
+            f(&mut rng, &pool, tree, &mut model);
+            pool.commit().unwrap();
+            let want: Model = [(tree, model)].into();
+            assert_committed_equals(&pool, &want);
+            assert_fsck_clean(&pool);
+            drop(pool);
+            let pool = Pool::open(device, &OpenOptions::default()).unwrap();
+            assert_committed_equals(&pool, &want);
+            assert_fsck_clean(&pool);
+        });
+    }
+}
+
+/// `insert_many` of `batch`, also applied to the model; checks the count of new keys.
+fn insert_many_checked(
+    pool: &Pool,
+    tree: TreeId,
+    model: &mut Records,
+    batch: &[(Vec<u8>, Vec<u8>)],
+) {
+    let mut expected_new = 0;
+    for (k, v) in batch {
+        expected_new += u64::from(model.insert(k.clone(), v.clone()).is_none());
+    }
+    let new = pool.write(|t| t.insert_many(tree, batch)).unwrap();
+    assert_eq!(new, expected_new, "insert_many's count of new keys");
+}
+
 #[test]
 fn insert_many_builds_the_same_tree_as_single_inserts() {
     // Big batches split one leaf or internal node into many pieces and grow the root by
     // several levels at once; the result must hold exactly what single inserts would,
     // and pass fsck (order, balance, tids, space) after a commit and a reopen.
-    for seed in seeds(3) {
-        run_seeded(
-            "insert_many_builds_the_same_tree_as_single_inserts",
-            seed,
-            |seed| {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let (device, pool) = mem_pool();
-                let tree = pool.write(|t| t.create_tree()).unwrap();
-                let mut model = BTreeMap::new();
-                for round in 0..4 {
-                    // Round 0 fills an empty tree with 40k records in one go; round 1 packs
-                    // 15k keys into a narrow range, so single leaves and their parents take
-                    // hundreds of records and split into many pieces; round 2 comes sorted.
-                    let n = match round {
-                        0 => 40_000,
-                        1 => 15_000,
-                        _ => rng.gen_range(1..20_000),
-                    };
-                    let dense = rng.gen_range(0..180_000u64);
-                    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
-                        .map(|i| {
-                            let k = if round == 1 {
-                                dense * 1000 + (i as u64 % 15_000) * 7
-                            } else {
-                                rng.gen_range(0..200_000u64) * 1000
-                            };
-                            let v = vec![round as u8; rng.gen_range(0..300)];
-                            (k.to_be_bytes().to_vec(), v)
-                        })
-                        .collect();
-                    if round == 2 {
-                        batch.sort();
-                    }
-                    let mut expected_new = 0;
-                    for (k, v) in &batch {
-                        expected_new += u64::from(model.insert(k.clone(), v.clone()).is_none());
-                    }
-                    let new = pool.write(|t| t.insert_many(tree, &batch)).unwrap();
-                    assert_eq!(new, expected_new, "round {round}");
-                    if round % 2 == 1 {
-                        pool.commit().unwrap();
-                    }
+    with_seeded_tree(
+        "insert_many_builds_the_same_tree_as_single_inserts",
+        3,
+        |rng, pool, tree, model| {
+            for round in 0..4 {
+                // Round 0 fills an empty tree with 40k records in one go; round 1 packs
+                // 15k keys into a narrow range, so single leaves and their parents take
+                // hundreds of records and split into many pieces; round 2 comes sorted.
+                let n = match round {
+                    0 => 40_000,
+                    1 => 15_000,
+                    _ => rng.gen_range(1..20_000),
+                };
+                let dense = rng.gen_range(0..180_000u64);
+                let mut batch: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+                    .map(|i| {
+                        let k = if round == 1 {
+                            dense * 1000 + (i as u64 % 15_000) * 7
+                        } else {
+                            rng.gen_range(0..200_000u64) * 1000
+                        };
+                        let v = vec![round as u8; rng.gen_range(0..300)];
+                        (k.to_be_bytes().to_vec(), v)
+                    })
+                    .collect();
+                if round == 2 {
+                    batch.sort();
                 }
-                pool.commit().unwrap();
-                let mut want = Model::new();
-                want.insert(tree, model.clone());
-                assert_committed_equals(&pool, &want);
-                assert_fsck_clean(&pool);
-                drop(pool);
-                let pool = Pool::open(device, &OpenOptions::default()).unwrap();
-                assert_committed_equals(&pool, &want);
-                assert_fsck_clean(&pool);
-            },
-        );
-    }
+                insert_many_checked(pool, tree, model, &batch);
+                if round % 2 == 1 {
+                    pool.commit().unwrap();
+                }
+            }
+        },
+    );
 }
 
 #[test]
@@ -500,55 +523,29 @@ fn a_large_batch_into_a_small_tree_goes_in_on_two_threads_and_grows_it() {
     // each leaf takes tens of thousands of records and splits into hundreds of pieces, which
     // overfill the root, which must split and grow the tree. Also a batch that falls into
     // one child only, and one that replaces every key.
-    for seed in seeds(2) {
-        run_seeded(
-            "a_large_batch_into_a_small_tree_goes_in_on_two_threads_and_grows_it",
-            seed,
-            |seed| {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let (device, pool) = mem_pool();
-                let tree = pool.write(|t| t.create_tree()).unwrap();
-                let mut model = BTreeMap::new();
-                let small: Vec<(Vec<u8>, Vec<u8>)> = (0..200u64)
-                    .map(|i| ((i * 1_000_000).to_be_bytes().to_vec(), vec![0; 100]))
-                    .collect();
-                let batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![
-                    small,
-                    (0..60_000)
-                        .map(|_| {
-                            let k = rng.gen_range(0..200_000_000u64);
-                            (k.to_be_bytes().to_vec(), vec![1; rng.gen_range(20..120)])
-                        })
-                        .collect(),
-                    // All below the first key: one child takes them all.
-                    (0..20_000u64)
-                        .map(|i| (i.to_be_bytes().to_vec(), vec![2; 30]))
-                        .collect(),
-                ];
-                for batch in batches {
-                    let mut expected_new = 0;
-                    for (k, v) in &batch {
-                        expected_new += u64::from(model.insert(k.clone(), v.clone()).is_none());
-                    }
-                    let new = pool.write(|t| t.insert_many(tree, &batch)).unwrap();
-                    assert_eq!(new, expected_new);
-                }
-                let again: Vec<(Vec<u8>, Vec<u8>)> =
-                    model.keys().map(|k| (k.clone(), vec![3; 10])).collect();
-                assert_eq!(pool.write(|t| t.insert_many(tree, &again)).unwrap(), 0);
-                for (k, v) in again {
-                    model.insert(k, v);
-                }
-                pool.commit().unwrap();
-                let mut want = Model::new();
-                want.insert(tree, model);
-                assert_committed_equals(&pool, &want);
-                assert_fsck_clean(&pool);
-                drop(pool);
-                let pool = Pool::open(device, &OpenOptions::default()).unwrap();
-                assert_committed_equals(&pool, &want);
-                assert_fsck_clean(&pool);
-            },
-        );
-    }
+    with_seeded_tree(
+        "a_large_batch_into_a_small_tree_goes_in_on_two_threads_and_grows_it",
+        2,
+        |rng, pool, tree, model| {
+            let small: Vec<(Vec<u8>, Vec<u8>)> = (0..200u64)
+                .map(|i| ((i * 1_000_000).to_be_bytes().to_vec(), vec![0; 100]))
+                .collect();
+            let random: Vec<(Vec<u8>, Vec<u8>)> = (0..60_000)
+                .map(|_| {
+                    let k = rng.gen_range(0..200_000_000u64);
+                    (k.to_be_bytes().to_vec(), vec![1; rng.gen_range(20..120)])
+                })
+                .collect();
+            // All below the first key: one child takes them all.
+            let low: Vec<(Vec<u8>, Vec<u8>)> = (0..20_000u64)
+                .map(|i| (i.to_be_bytes().to_vec(), vec![2; 30]))
+                .collect();
+            for batch in [small, random, low] {
+                insert_many_checked(pool, tree, model, &batch);
+            }
+            let again: Vec<(Vec<u8>, Vec<u8>)> =
+                model.keys().map(|k| (k.clone(), vec![3; 10])).collect();
+            insert_many_checked(pool, tree, model, &again);
+        },
+    );
 }
