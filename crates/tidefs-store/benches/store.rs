@@ -3,6 +3,7 @@
 //! `TIDEFS_BENCH_RECORDS` changes the record count (default 1,000,000). The allocator is
 //! mimalloc, as in the `tidefs` binary. `TIDEFS_BENCH_ONLY_INSERTS=1` stops after the inserts
 //! (for profiling them); `=many` runs only `insert_many` with pipelined commits.
+//! `TIDEFS_BENCH_ONLY_LOOKUPS=1` fills the tree and times lookups only.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -167,6 +168,21 @@ fn main() {
     let pool = Pool::create(device, &CreateOptions::default(), &OpenOptions::default()).unwrap();
     let tree = pool.write(|w| w.create_tree()).unwrap();
     pool.commit().unwrap();
+    if std::env::var("TIDEFS_BENCH_ONLY_LOOKUPS").is_ok() {
+        // For profiling lookups: fill, then look up at random five times over.
+        fill(&pool, tree, &keys, BATCH, Insert::Many, Commit::Pipelined);
+        let read = pool.read();
+        let view = read.tree(tree).unwrap();
+        for _ in 0..5 {
+            let start = Instant::now();
+            for _ in 0..records {
+                let k = keys[rng.gen_range(0..keys.len())];
+                std::hint::black_box(view.get_with(&k.to_be_bytes(), |v| v.len()).unwrap());
+            }
+            println!("lookup tidefs {:>12.0} /s", per_sec(records, start.elapsed()));
+        }
+        return;
+    }
     if std::env::var("TIDEFS_BENCH_ONLY_INSERTS").as_deref() == Ok("many") {
         // For profiling insert_many alone.
         let (mem, total) = fill(&pool, tree, &keys, BATCH, Insert::Many, Commit::Pipelined);
