@@ -179,7 +179,10 @@ fn main() {
                 let k = keys[rng.gen_range(0..keys.len())];
                 std::hint::black_box(view.get_with(&k.to_be_bytes(), |v| v.len()).unwrap());
             }
-            println!("lookup tidefs {:>12.0} /s", per_sec(records, start.elapsed()));
+            println!(
+                "lookup tidefs {:>12.0} /s",
+                per_sec(records, start.elapsed())
+            );
         }
         return;
     }
