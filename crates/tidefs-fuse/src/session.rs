@@ -50,9 +50,10 @@ pub struct MountConfig {
     pub fs_name: String,
     /// Ask for FUSE's writeback cache (see `TideFuse::new`).
     pub writeback_cache: bool,
-    /// How long the channel is busy-polled after a request (see `busy_poll.rs`); zero:
-    /// never. On by default where there is more than one CPU: a single CPU would spend its
-    /// time polling instead of running the process that makes the requests.
+    /// How long to poll for the next request after one, instead of sleeping: the /dev/fuse
+    /// channel (see `busy_poll.rs`), or over io_uring each queue's thread; zero: never. On
+    /// by default where there is more than one CPU: a single CPU would spend its time
+    /// polling instead of running the process that makes the requests.
     pub busy_poll: Duration,
     /// Ask the kernel to send requests through io_uring queues, one per CPU, each served by
     /// a thread on that CPU (Linux 6.14+ with the fuse module's `enable_uring` parameter

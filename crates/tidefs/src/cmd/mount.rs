@@ -64,8 +64,9 @@ pub struct MountArgs {
     threads: Option<usize>,
     /// Microseconds to keep polling for the next request after one arrives, instead of
     /// sleeping (a sleeping server is woken from another CPU, which is slow, above all in a
-    /// virtual machine); 0 turns it off. Polling spends CPU only while requests keep coming.
-    /// Default: 2000, or 0 on a single CPU.
+    /// virtual machine); 0 turns it off. Over io_uring each CPU's queue thread polls, yielding
+    /// to anything runnable; over /dev/fuse the channel is polled. Polling spends CPU only
+    /// while requests keep coming. Default: 2000, or 0 on a single CPU.
     #[arg(long)]
     busy_poll_us: Option<u64>,
     /// Do not ask for FUSE over io_uring. By default requests come through per-CPU io_uring
