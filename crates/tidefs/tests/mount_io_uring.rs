@@ -127,3 +127,39 @@ fn no_io_uring_keeps_to_dev_fuse() {
     assert_eq!(fs::read(mnt.join("f")).unwrap(), b"through /dev/fuse");
     p.unmount(&mnt);
 }
+
+#[test]
+fn a_queue_that_cannot_register_leaves_the_mount_on_dev_fuse() {
+    require_fuse!();
+    if let Some(why) = uring_missing() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    // The kernel was told to use io_uring, but no queue registers: it must be made to fall
+    // back, or every request would wait for ever. The I/O runs on a thread so that a hang
+    // fails the test instead of stopping it.
+    let mut p = TestPool::new();
+    let mnt = p.mount_with_env(
+        "home",
+        "mnt",
+        &[],
+        &[("FUSER_IO_URING_FAILPOINT", "register")],
+    );
+    let dir = mnt.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..20 {
+            fs::write(dir.join(format!("f{i}")), format!("{i}")).unwrap();
+        }
+        let back: Vec<String> = (0..20)
+            .map(|i| fs::read_to_string(dir.join(format!("f{i}"))).unwrap())
+            .collect();
+        let _ = done.send(back);
+    });
+    let back = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("requests are served over /dev/fuse after io_uring could not start");
+    assert_eq!(back, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+    p.unmount(&mnt);
+    p.fsck_clean();
+}

@@ -479,23 +479,13 @@ impl Queue {
         jobs: &mpsc::Sender<Job>,
         se: &SessionEventLoop<FS>,
     ) -> io::Result<()> {
-        self.ring.submitter().register_enable_rings()?;
-        if let Err(e) = pin_to_cpu(self.cpu) {
-            warn!("{}: not pinned to CPU {}: {e}", self.name, self.cpu);
+        if let Err(e) = self.register(fd) {
+            // The kernel waits for every queue before it uses any: without this one's
+            // entries it would wait for ever. Make it fall back to /dev/fuse instead.
+            error!("{}: cannot register with the kernel: {e}", self.name);
+            fall_back_to_dev_fuse(fd);
+            return Err(e);
         }
-        for i in 0..self.entries.len() {
-            let entry = &self.entries[i];
-            let sqe = command(
-                fd,
-                FUSE_IO_URING_CMD_REGISTER,
-                entry.qid,
-                0,
-                Some(&*entry.iov),
-            )
-            .user_data(i as u64);
-            self.push(sqe)?;
-        }
-        self.read_eventfd()?;
         let mut done = Vec::with_capacity(self.entries.len() + 1);
         let mut poll_until = Instant::now();
         loop {
@@ -508,6 +498,11 @@ impl Queue {
             match entered {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => {
+                    // Short of kernel memory for the moment: try again shortly.
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             done.clear();
@@ -546,6 +541,36 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// Enables the ring on this thread, pins it to its CPU and registers every entry (and the
+    /// read of the workers' eventfd) with the kernel.
+    fn register(&mut self, fd: RawFd) -> io::Result<()> {
+        if std::env::var_os("FUSER_IO_URING_FAILPOINT").is_some_and(|v| v == "register") {
+            // For tests of the fallback below.
+            return Err(io::Error::other(
+                "failpoint FUSER_IO_URING_FAILPOINT=register",
+            ));
+        }
+        self.ring.submitter().register_enable_rings()?;
+        if let Err(e) = pin_to_cpu(self.cpu) {
+            warn!("{}: not pinned to CPU {}: {e}", self.name, self.cpu);
+        }
+        for i in 0..self.entries.len() {
+            let entry = &self.entries[i];
+            let sqe = command(
+                fd,
+                FUSE_IO_URING_CMD_REGISTER,
+                entry.qid,
+                0,
+                Some(&*entry.iov),
+            )
+            .user_data(i as u64);
+            self.push(sqe)?;
+        }
+        self.read_eventfd()?;
+        self.ring.submit()?;
+        Ok(())
     }
 
     /// Submits what is queued and runs the ring's pending work (which is how requests arrive)
@@ -685,6 +710,38 @@ impl Queue {
         self.push(sqe)
     }
 }
+
+/// Makes the kernel give up io_uring for this connection, so that requests come through
+/// /dev/fuse again: it does so when a registration fails, and one for a queue that does not
+/// exist always does.
+fn fall_back_to_dev_fuse(fd: RawFd) {
+    let refused = || -> io::Result<()> {
+        let mut ring = IoUring::<Entry128, cqueue::Entry>::builder().build(2)?;
+        let mut header = vec![0u8; HEADER_BYTES];
+        let mut payload = vec![0u8; FUSE_MIN_PAYLOAD];
+        let iov = [
+            libc::iovec {
+                iov_base: header.as_mut_ptr().cast(),
+                iov_len: header.len(),
+            },
+            libc::iovec {
+                iov_base: payload.as_mut_ptr().cast(),
+                iov_len: payload.len(),
+            },
+        ];
+        let sqe = command(fd, FUSE_IO_URING_CMD_REGISTER, u16::MAX, 0, Some(&iov));
+        // SAFETY: the buffers outlive the wait for the command's completion below.
+        unsafe { ring.submission().push(&sqe) }.map_err(|_| io::Error::other("queue full"))?;
+        ring.submit_and_wait(1)?;
+        Ok(())
+    };
+    if let Err(e) = refused() {
+        error!("cannot make the kernel fall back to /dev/fuse ({e}): requests may hang");
+    }
+}
+
+/// A payload buffer's least size (the kernel's FUSE_MIN_READ_BUFFER).
+const FUSE_MIN_PAYLOAD: usize = 8192;
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))

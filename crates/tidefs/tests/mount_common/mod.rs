@@ -107,10 +107,27 @@ impl TestPool {
 
     /// `tidefs mount --background TARGET DIR EXTRA..`; returns the mount point.
     pub fn mount(&mut self, target: &str, dir: &str, extra: &[&str]) -> PathBuf {
+        self.mount_with_env(target, dir, extra, &[])
+    }
+
+    /// [`TestPool::mount`] with extra environment variables for the serving process.
+    pub fn mount_with_env(
+        &mut self,
+        target: &str,
+        dir: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> PathBuf {
         let mnt = self.mkdir(dir);
         let mut args = vec!["mount", "--background", target, mnt.to_str().unwrap()];
         args.extend_from_slice(extra);
-        let out = self.tidefs(&args);
+        let out = Command::new(TIDEFS)
+            .arg("--pool")
+            .arg(&self.pool)
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "mount {target} failed: {}",
