@@ -57,6 +57,11 @@ fn requests_go_through_per_cpu_queues() {
     }
     let mut p = TestPool::new();
     let mnt = p.mount("home", "mnt", &[]);
+    assert!(
+        p.last_mount_message.contains(" over io_uring (pid "),
+        "{}",
+        p.last_mount_message
+    );
     let pid = p.pid(&mnt);
     // The serving threads start just after the mount is reported ready.
     let mut waited = 0;
@@ -120,6 +125,11 @@ fn no_io_uring_keeps_to_dev_fuse() {
     require_fuse!();
     let mut p = TestPool::new();
     let mnt = p.mount("home", "mnt", &["--no-io-uring"]);
+    assert!(
+        p.last_mount_message.contains(" over /dev/fuse (pid "),
+        "{}",
+        p.last_mount_message
+    );
     let pid = p.pid(&mnt);
     fs::write(mnt.join("f"), b"through /dev/fuse").unwrap();
     assert_eq!(threads(pid, "fuser-ring-").0, 0);

@@ -51,7 +51,6 @@ use io_uring::opcode::UringCmd80;
 use io_uring::squeue::Entry128;
 use io_uring::types::Fd;
 use log::debug;
-use log::error;
 use log::warn;
 use parking_lot::Condvar;
 use parking_lot::Mutex;
@@ -62,6 +61,16 @@ use crate::ll::fuse_abi::fuse_opcode;
 use crate::reply::ReplyEmpty;
 use crate::request::RequestWithSender;
 use crate::session::SessionEventLoop;
+
+/// An error of this transport: logged, and printed as one line on stderr (the process may
+/// have no logger, and a failing queue must not go unnoticed).
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        let message = format!($($arg)*);
+        log::error!("{message}");
+        eprintln!("fuse io_uring: {message}");
+    }};
+}
 
 /// `struct fuse_uring_req_header`: the request's in header (or the reply's out header), the
 /// operation's first argument, then `struct fuse_uring_ent_in_out`.
@@ -437,7 +446,7 @@ fn dispatch<FS: Filesystem>(
 ) {
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| req.dispatch(se)));
     if served.is_err() {
-        error!(
+        report!(
             "{}: the file system panicked serving request {unique}",
             se.thread_name
         );
@@ -482,7 +491,10 @@ impl Queue {
         if let Err(e) = self.register(fd) {
             // The kernel waits for every queue before it uses any: without this one's
             // entries it would wait for ever. Make it fall back to /dev/fuse instead.
-            error!("{}: cannot register with the kernel: {e}", self.name);
+            report!(
+                "{}: cannot register with the kernel ({e}); requests go through /dev/fuse",
+                self.name
+            );
             fall_back_to_dev_fuse(fd);
             return Err(e);
         }
@@ -532,7 +544,7 @@ impl Queue {
                         return Ok(());
                     }
                     let err = io::Error::from_raw_os_error(errno);
-                    error!("{}: entry {i}: {err}", self.name);
+                    report!("{}: entry {i}: {err}", self.name);
                     return Err(err);
                 }
                 match self.take(i, jobs, se) {
@@ -629,7 +641,7 @@ impl Queue {
             .checked_sub(IN_HEADER_BYTES + payload_sz)
             .filter(|&a| a <= OP_IN_BYTES && payload_sz <= payload_bytes)
         else {
-            error!("{name}: malformed request (length {len}, payload {payload_sz})");
+            report!("{name}: malformed request (length {len}, payload {payload_sz})");
             error_reply(&entry.slot, unique, libc::EIO);
             return Taken::Served;
         };
@@ -697,7 +709,7 @@ impl Queue {
                         buf[HEADROOM..HEADROOM + args.len()].copy_from_slice(args);
                         args.len()
                     } else {
-                        error!("{name}: a reply of {} bytes does not fit", reply.len());
+                        report!("{name}: a reply of {} bytes does not fit", reply.len());
                         write_error_header(header, unique, libc::EIO);
                         0
                     }
@@ -736,7 +748,7 @@ fn fall_back_to_dev_fuse(fd: RawFd) {
         Ok(())
     };
     if let Err(e) = refused() {
-        error!("cannot make the kernel fall back to /dev/fuse ({e}): requests may hang");
+        report!("cannot make the kernel fall back to /dev/fuse ({e}): requests may hang");
     }
 }
 

@@ -28,7 +28,8 @@ use tidefs_store::{CommitPolicy, Pool, LOCK_FILE_NAME};
 use crate::control::fs_service::FsService;
 use crate::control::ControlServer;
 
-/// The line the background child prints on stdout once the mount is ready.
+/// The line the background child prints on stdout once the mount is ready (then a space
+/// and how requests reach it: `io_uring` or `/dev/fuse`).
 const READY_LINE: &str = "ready";
 /// How long `umount` waits for the serving process to commit and let go of the pool.
 const UMOUNT_WAIT_MAX: Duration = Duration::from_secs(300);
@@ -165,12 +166,19 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
             }
         })
         .context("starting the signal thread")?;
+    // How requests reach the server, for the user to see (io_uring needs the kernel's
+    // consent: Linux 6.14+ with the fuse module's enable_uring set).
+    let transport = if mounted.uses_io_uring() {
+        "io_uring"
+    } else {
+        "/dev/fuse"
+    };
     if args.daemon_child {
-        println!("{READY_LINE}");
+        println!("{READY_LINE} {transport}");
         detach_output(args.log.as_deref())?;
     } else {
         eprintln!(
-            "tidefs: mounted {} at {} (pid {}); Ctrl-C or `tidefs umount {}` unmounts",
+            "tidefs: mounted {} at {} over {transport} (pid {}); Ctrl-C or `tidefs umount {}` unmounts",
             args.target,
             args.mountpoint.display(),
             std::process::id(),
@@ -252,9 +260,9 @@ fn start_background(args: &MountArgs) -> Result<ExitCode> {
         .context("starting the background mount")?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    if line.trim_end() == READY_LINE {
+    if let Some(transport) = line.trim_end().strip_prefix(READY_LINE) {
         println!(
-            "mounted {} at {} (pid {})",
+            "mounted {} at {} over{transport} (pid {})",
             args.target,
             args.mountpoint.display(),
             child.id()

@@ -70,6 +70,8 @@ pub struct TestPool {
     pub pool: PathBuf,
     /// Mount points this pool is mounted on, with the serving process.
     mounts: Vec<(PathBuf, u32)>,
+    /// What the last `tidefs mount` printed.
+    pub last_mount_message: String,
 }
 
 impl TestPool {
@@ -85,6 +87,7 @@ impl TestPool {
             dir,
             pool,
             mounts: Vec::new(),
+            last_mount_message: String::new(),
         }
     }
 
@@ -133,7 +136,7 @@ impl TestPool {
             "mount {target} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // "mounted NAME at DIR (pid N)"
+        // "mounted NAME at DIR over TRANSPORT (pid N)"
         let text = String::from_utf8_lossy(&out.stdout);
         let pid = text
             .rsplit("(pid ")
@@ -141,6 +144,7 @@ impl TestPool {
             .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
             .unwrap_or_else(|| panic!("no pid in {text:?}"));
         self.mounts.push((mnt.clone(), pid));
+        self.last_mount_message = text.trim().to_string();
         mnt
     }
 
