@@ -292,6 +292,38 @@ impl Finished {
     }
 }
 
+/// When any queue last took a request. Every queue's thread polls while any queue is busy:
+/// a CPU whose thread sleeps looks idle to the scheduler, which then moves a process that is
+/// making requests onto it, away from the queue whose thread is polling for them (measured:
+/// with each thread polling only after its own requests, one creating process kept both
+/// threads busy, moving whenever one thread's window ran out).
+struct Activity {
+    start: Instant,
+    last_nanos: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_nanos: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_nanos() as u64;
+        self.last_nanos
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn since_last(&self) -> Duration {
+        let last = self.last_nanos.load(std::sync::atomic::Ordering::Relaxed);
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(last))
+    }
+}
+
 /// A request handed to a worker: where it lies in its entry's payload buffer (which the
 /// queue's thread leaves alone until the worker reports) and where to reply.
 struct Job {
@@ -405,13 +437,15 @@ impl Queues {
                     })?,
             );
         }
+        let activity = Arc::new(Activity::new());
         for queue in self.queues {
             let se = event_loop(queue.name.clone());
+            let activity = activity.clone();
             let jobs = jobs.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(queue.name.clone())
-                    .spawn(move || queue.serve(fd, poll, &jobs, &se))?,
+                    .spawn(move || queue.serve(fd, poll, &activity, &jobs, &se))?,
             );
         }
         Ok(threads)
@@ -469,10 +503,11 @@ impl Queue {
         mut self,
         fd: RawFd,
         poll: Duration,
+        activity: &Activity,
         jobs: &mpsc::Sender<Job>,
         se: &SessionEventLoop<FS>,
     ) -> io::Result<()> {
-        let result = self.serve_until_end(fd, poll, jobs, se);
+        let result = self.serve_until_end(fd, poll, activity, jobs, se);
         // Workers may still be writing into the entries' buffers.
         let mut finished = self.finished.entries.lock();
         while finished.len() < self.at_workers {
@@ -485,6 +520,7 @@ impl Queue {
         &mut self,
         fd: RawFd,
         poll: Duration,
+        activity: &Activity,
         jobs: &mpsc::Sender<Job>,
         se: &SessionEventLoop<FS>,
     ) -> io::Result<()> {
@@ -499,9 +535,8 @@ impl Queue {
             return Err(e);
         }
         let mut done = Vec::with_capacity(self.entries.len() + 1);
-        let mut poll_until = Instant::now();
         loop {
-            let polling = !poll.is_zero() && Instant::now() < poll_until;
+            let polling = !poll.is_zero() && activity.since_last() < poll;
             let entered = if polling {
                 self.poll_once()
             } else {
@@ -524,7 +559,7 @@ impl Queue {
                 std::thread::yield_now();
                 continue;
             }
-            poll_until = Instant::now() + poll;
+            activity.touch();
             for &(tag, res) in &done {
                 if tag == WORKERS_DONE {
                     let finished = std::mem::take(&mut *self.finished.entries.lock());
