@@ -226,22 +226,28 @@ impl Mounted {
                 "tidefs mount: background commit failed (the pool stops taking changes): {e}"
             );
         });
-        let watcher = {
+        // Over io_uring the queues' threads poll themselves; the channel's watcher is idle.
+        let watcher = if self.session.uses_io_uring() {
+            None
+        } else {
             let busy = self.busy.clone();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("tidefs-busy-poll".into())
                 .spawn(move || busy.watch())
                 .map_err(|source| MountError::Serve {
                     mountpoint: self.mountpoint.clone(),
                     source,
-                })?
+                })?;
+            Some(thread)
         };
         let served = self.session.run().map_err(|source| MountError::Serve {
             mountpoint: self.mountpoint.clone(),
             source,
         });
         self.busy.stop();
-        let _ = watcher.join();
+        if let Some(watcher) = watcher {
+            let _ = watcher.join();
+        }
         drop(committer);
         self.fs.fsync()?;
         served
