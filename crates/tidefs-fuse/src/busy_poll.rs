@@ -56,8 +56,8 @@ impl BusyPoll {
         let _ = self.channel.set(channel);
     }
 
-    /// Never polls: requests do not come through the channel (FUSE over io_uring serves
-    /// each on the CPU that made it, which is what polling stood in for).
+    /// Never polls: requests do not come through the channel (over io_uring the queues'
+    /// threads poll for them themselves).
     pub fn turn_off(&self) {
         self.off.store(true, Ordering::Relaxed);
     }

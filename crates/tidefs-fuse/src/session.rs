@@ -57,8 +57,8 @@ pub struct MountConfig {
     pub busy_poll: Duration,
     /// Ask the kernel to send requests through io_uring queues, one per CPU, each served by
     /// a thread on that CPU (Linux 6.14+ with the fuse module's `enable_uring` parameter
-    /// set; elsewhere requests come through /dev/fuse as before). Busy polling is then off:
-    /// a request is served on the CPU that made it, without a cross-CPU wakeup to avoid.
+    /// set; elsewhere requests come through /dev/fuse as before). The channel is then not
+    /// polled: the queues' threads poll for requests themselves (for `busy_poll`).
     pub io_uring: bool,
 }
 

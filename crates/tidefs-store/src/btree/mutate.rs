@@ -95,7 +95,8 @@ impl Mutator<'_> {
         Node::new(level, self.tid, self.owner)
     }
 
-    /// Copies a clean node so it can be edited.
+    /// Takes a clean node to be edited: a copy, or the cached node itself when nothing else
+    /// holds it (`NodeIo::load_for_edit`).
     fn cow(&mut self, r: BlockRef, level: u8) -> Result<Node> {
         let mut node = self.io.load_for_edit(r, Some(level))?;
         if self.space.get(r.block)? > 1 {
