@@ -13,10 +13,10 @@
 //! The kernel completes an entry's command when it puts a request in it; the thread rebuilds
 //! the request as `/dev/fuse` would have delivered it, dispatches it like any other, writes
 //! the reply into the entry and sends `FUSE_IO_URING_CMD_COMMIT_AND_FETCH`, which returns the
-//! reply and waits for the next request. While requests keep coming the thread polls for the
-//! next one for a short while (yielding to anything runnable) instead of sleeping: a CPU
-//! with a runnable thread is not idle, so the scheduler wakes the caller where it was rather
-//! than on an idle CPU, which would move it away from its queue.
+//! reply and waits for the next request. While requests keep coming to any queue, every
+//! queue's thread polls for the next one (yielding to anything runnable) instead of sleeping:
+//! a CPU with a runnable thread is not idle, so the scheduler wakes the caller where it was
+//! rather than on an idle CPU, which would move it away from its queue (see `Activity`).
 //!
 //! Requests that take long (large reads and writes, fsync) are handed to a small pool of
 //! unpinned workers, so they neither hold up the small requests of their CPU nor wait for one
@@ -28,7 +28,8 @@
 //! request. Forgets, interrupts and notifications still go through `/dev/fuse`, whose reader
 //! threads keep running. The rings and buffers are built while the INIT request is answered,
 //! before the kernel is told to use io_uring: if they cannot be built the mount goes on over
-//! `/dev/fuse`. If an entry cannot be registered later, the kernel itself falls back.
+//! `/dev/fuse`. If an entry cannot be registered later, the kernel falls back itself; if a
+//! queue's thread cannot even try, it makes the kernel fall back (`fall_back_to_dev_fuse`).
 
 use std::fmt;
 use std::io;
