@@ -218,22 +218,22 @@ impl Pool {
     fn release_after_landing(&self) {
         if let Some(guard) = self.shared.writer_try_lock() {
             if let Ok(mut w) = guard.try_borrow_mut() {
-                // Blocks must not become free under an open checkpoint: a failed write is
-                // undone by making the writes since the checkpoint again, which must
-                // allocate exactly as they did the first time (their extents hold data).
-                // No write is running here, so what is done is kept and the checkpoint
-                // closed (the next write opens one). Inside a batch the next commit frees.
-                if w.batch.is_some() {
-                    return;
-                }
-                Self::close_checkpoint(&mut w);
                 self.release_pending(&mut w);
             }
         }
     }
 
-    /// Makes blocks freed by landed commits reusable once no reader can see them.
+    /// Makes blocks freed by landed commits reusable once no reader can see them. Blocks
+    /// must not become free under an open write checkpoint: undoing a failed write makes
+    /// the writes since the checkpoint again, and they must allocate exactly as they did
+    /// the first time (their extents hold data). No write runs here, so what is done is
+    /// kept and the checkpoint closed first (the next write opens one); inside a batch,
+    /// the next commit frees.
     fn release_pending(&self, w: &mut Writer) {
+        if w.batch.is_some() {
+            return;
+        }
+        Self::close_checkpoint(w);
         let oldest_reader = self.shared.readers.lock().keys().next().copied();
         let landed = self.committed_tid();
         let io = &self.shared.io;
