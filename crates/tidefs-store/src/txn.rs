@@ -328,46 +328,30 @@ impl WriteTxn<'_> {
     }
 
     fn put(&mut self, tree: TreeId, key: &[u8], value: &[u8], kind: EntryKind) -> Result<bool> {
-        self.put_all(tree, &[(key, value)], kind)
-            .map(|new| new == 1)
+        let new = self.edit_tree(tree, |m, root| {
+            m.insert(root, key, value, kind, Accounting::Managed)
+        })?;
+        if let Some(log) = &mut self.state.redo {
+            log.log_put(tree, key, value, kind);
+        }
+        Ok(new)
     }
 
-    /// Inserts or replaces `records` in order with one tree state and one mutator, logging
-    /// each one that went in. Returns how many keys were new.
-    fn put_all(
+    /// Runs `edit` on `tree`'s root with a mutator; the tree and the transaction count as
+    /// changed afterwards, also when the edit failed part-way.
+    fn edit_tree<T>(
         &mut self,
         tree: TreeId,
-        records: &[(&[u8], &[u8])],
-        kind: EntryKind,
-    ) -> Result<u64> {
+        edit: impl FnOnce(&mut Mutator<'_>, &mut Root) -> Result<T>,
+    ) -> Result<T> {
         self.writable_tree(tree)?;
         self.changing();
         let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        let mut redo = self.state.redo.take();
-        let mut new = 0;
-        let mut result = Ok(());
-        {
-            let mut m = mutator!(self, tree);
-            for &(k, v) in records {
-                match m.insert(&mut ts.root, k, v, kind, Accounting::Managed) {
-                    Ok(is_new) => {
-                        new += u64::from(is_new);
-                        if let Some(log) = &mut redo {
-                            log.log_put(tree, k, v, kind);
-                        }
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-        }
-        self.state.redo = redo;
+        let result = edit(&mut mutator!(self, tree), &mut ts.root);
         ts.entry_dirty = true;
         self.state.trees.insert(tree, ts);
         self.state.changed = true;
-        result.map(|()| new)
+        result
     }
 
     /// Sets `key` to `value`. Returns true if the key was new.
@@ -416,20 +400,13 @@ impl WriteTxn<'_> {
     /// Puts a sorted batch of plain records without duplicate keys; large batches go in
     /// with two threads (`btree/parallel_insert.rs`).
     fn put_sorted(&mut self, tree: TreeId, batch: &[(&[u8], &[u8])]) -> Result<u64> {
-        self.writable_tree(tree)?;
-        self.changing();
-        let mut ts = self.state.trees.remove(&tree).expect("loaded");
-        // Logged up front: a write that fails is dropped from the log as a whole.
+        let new = self.edit_tree(tree, |m, root| m.insert_sorted(root, batch))?;
         if let Some(log) = &mut self.state.redo {
             for &(k, v) in batch {
                 log.log_put(tree, k, v, EntryKind::Plain);
             }
         }
-        let result = mutator!(self, tree).insert_sorted(&mut ts.root, batch);
-        ts.entry_dirty = true;
-        self.state.trees.insert(tree, ts);
-        self.state.changed = true;
-        result
+        Ok(new)
     }
 
     /// Sets `key` to a record that references `extent` (and carries `payload`). The record
