@@ -70,6 +70,13 @@ impl NodeIo {
                 return Ok(node);
             }
         }
+        let node = Arc::new(self.read(r, level)?);
+        self.cache.insert(r.block, (r.checksum, node.clone()));
+        Ok(node)
+    }
+
+    /// Reads and checks the node `r` points at from the device (not the cache).
+    fn read(&self, r: BlockRef, level: Option<u8>) -> Result<Node> {
         let mut buf = vec![0u8; NODE_BYTES];
         let offset = block_offset(r.block);
         self.device
@@ -104,8 +111,6 @@ impl NodeIo {
                 ));
             }
         }
-        let node = Arc::new(node);
-        self.cache.insert(r.block, (r.checksum, node.clone()));
         Ok(node)
     }
 
@@ -113,7 +118,8 @@ impl NodeIo {
     /// it is taken out and handed over whole: a transaction that rewrites most of a tree
     /// then copies no node (the copies were a fifth of a batch of random inserts). Anyone
     /// reading the block later reads it from the device again, where it stays until it is
-    /// freed and no reader can reach it. Otherwise (a reader holds it) it is copied.
+    /// freed and no reader can reach it. Otherwise (a reader holds it) it is copied. A node
+    /// not in the cache is read for the editor alone.
     pub fn load_for_edit(&self, r: BlockRef, level: Option<u8>) -> Result<Node> {
         if let Some((_, (crc, node))) = self.cache.remove(&r.block) {
             if crc == r.checksum && level.is_none_or(|l| l == node.level) {
@@ -126,7 +132,7 @@ impl NodeIo {
                 });
             }
         }
-        Ok((*self.load(r, level)?).clone())
+        Ok(self.read(r, level)?.into_editable())
     }
 
     /// Remembers a node just written.
