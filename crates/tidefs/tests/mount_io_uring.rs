@@ -24,6 +24,17 @@ fn uring_missing() -> Option<String> {
     }
 }
 
+/// Returns from the test, saying why, when FUSE or its io_uring transport is unavailable.
+macro_rules! require_uring {
+    () => {
+        require_fuse!();
+        if let Some(why) = uring_missing() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
 /// How many of the server's threads have a name starting with `prefix`, and the CPU time
 /// they have used so far (nanoseconds, from schedstat).
 fn threads(pid: u32, prefix: &str) -> (usize, u64) {
@@ -50,11 +61,7 @@ fn threads(pid: u32, prefix: &str) -> (usize, u64) {
 
 #[test]
 fn requests_go_through_per_cpu_queues() {
-    require_fuse!();
-    if let Some(why) = uring_missing() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+    require_uring!();
     let mut p = TestPool::new();
     let mnt = p.mount("home", "mnt", &[]);
     assert!(
@@ -140,11 +147,7 @@ fn no_io_uring_keeps_to_dev_fuse() {
 
 #[test]
 fn a_queue_that_cannot_register_leaves_the_mount_on_dev_fuse() {
-    require_fuse!();
-    if let Some(why) = uring_missing() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+    require_uring!();
     // The kernel was told to use io_uring, but no queue registers: it must be made to fall
     // back, or every request would wait for ever. The I/O runs on a thread so that a hang
     // fails the test instead of stopping it.
