@@ -560,7 +560,10 @@ impl Queue {
                 std::thread::yield_now();
                 continue;
             }
-            activity.touch();
+            // Only small requests keep the threads polling: requests handed to workers take
+            // long enough that a wakeup is cheap beside them, and polling through a stream of
+            // large reads or writes took the CPU their copies need (tidefs).
+            let mut served_small = false;
             for &(tag, res) in &done {
                 if tag == WORKERS_DONE {
                     let finished = std::mem::take(&mut *self.finished.entries.lock());
@@ -584,9 +587,15 @@ impl Queue {
                     return Err(err);
                 }
                 match self.take(i, jobs, se) {
-                    Taken::Served => self.commit(fd, i)?,
+                    Taken::Served => {
+                        served_small = true;
+                        self.commit(fd, i)?
+                    }
                     Taken::Handed => self.at_workers += 1,
                 }
+            }
+            if served_small {
+                activity.touch();
             }
         }
     }
