@@ -60,6 +60,9 @@ pub struct MountConfig {
     /// set; elsewhere requests come through /dev/fuse as before). The channel is then not
     /// polled: the queues' threads poll for requests themselves (for `busy_poll`).
     pub io_uring: bool,
+    /// The kernel's readahead window for the mount, in KiB (see `read_ahead.rs`); zero
+    /// leaves the kernel's default. Setting it needs root; without, the default stays.
+    pub read_ahead_kib: u32,
 }
 
 impl MountConfig {
@@ -78,6 +81,7 @@ impl MountConfig {
                 Duration::ZERO
             },
             io_uring: true,
+            read_ahead_kib: crate::read_ahead::READ_AHEAD_DEFAULT_KIB,
         }
     }
 }
@@ -91,6 +95,7 @@ pub struct Mounted {
     commit: CommitPolicy,
     unmounter: Unmounter,
     snapshot_control: Option<SnapshotControl>,
+    read_ahead: Result<(), String>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (a signal handler, say).
@@ -167,6 +172,9 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         config.io_uring,
         busy.clone(),
     );
+    // Resolved before mounting: the mount table names it so, and once mounted, looking
+    // at the path would ask this very server, which is not serving yet.
+    let canonical = std::fs::canonicalize(&config.mountpoint);
     let mut session =
         Session::new(filesystem, &config.mountpoint, &fuse_config).map_err(|source| {
             MountError::Mount {
@@ -191,6 +199,11 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         mountpoint: config.mountpoint.clone(),
     };
     let snapshot_control = control_snaps.map(|s| SnapshotControl::new(s, session.notifier()));
+    let read_ahead = match (config.read_ahead_kib, canonical) {
+        (0, _) => Ok(()),
+        (kib, Ok(path)) => crate::read_ahead::set(&path, kib),
+        (_, Err(e)) => Err(format!("resolving {}: {e}", config.mountpoint.display())),
+    };
     Ok(Mounted {
         session,
         busy,
@@ -199,6 +212,7 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         commit: config.commit,
         unmounter,
         snapshot_control,
+        read_ahead,
     })
 }
 
@@ -206,6 +220,11 @@ impl Mounted {
     /// Whether requests come through io_uring queues (see [`MountConfig::io_uring`]).
     pub fn uses_io_uring(&self) -> bool {
         self.session.uses_io_uring()
+    }
+
+    /// Why the readahead window could not be set (`MountConfig::read_ahead_kib`), if so.
+    pub fn read_ahead_error(&self) -> Option<&str> {
+        self.read_ahead.as_ref().err().map(String::as_str)
     }
 
     pub fn unmounter(&self) -> Unmounter {
