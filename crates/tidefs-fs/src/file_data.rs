@@ -250,17 +250,26 @@ impl Cx<'_, '_> {
         Ok(())
     }
 
-    /// Reads file blocks `[lo, lo + n)`, verifying every data block.
-    fn read_blocks(&mut self, ino: u64, lo: u64, n: u64) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; (n * B) as usize];
+    /// Reads whole file blocks from `lo` into `dst` (a multiple of the block size),
+    /// verifying every data block; holes read as zeros.
+    fn read_blocks_into(&mut self, ino: u64, lo: u64, dst: &mut [u8]) -> Result<()> {
+        let n = dst.len() as u64 / B;
+        let mut filled = lo; // blocks before this are in `dst`
+        let zero_to = |dst: &mut [u8], filled: &mut u64, to: u64| {
+            if to > *filled {
+                dst[((*filled - lo) * B) as usize..((to - lo) * B) as usize].fill(0);
+                *filled = to;
+            }
+        };
         for rec in self.block_records(ino, lo, lo + n)? {
-            let Some(crcs) = &rec.crcs else { continue };
             let from = rec.start.max(lo);
             let to = rec.end().min(lo + n);
-            let dst = &mut buf[((from - lo) * B) as usize..((to - lo) * B) as usize];
+            zero_to(dst, &mut filled, from);
+            let Some(crcs) = &rec.crcs else { continue }; // preallocated: zeros
+            let part = &mut dst[((from - lo) * B) as usize..((to - lo) * B) as usize];
             self.t
-                .read_extent(rec.extent, (rec.ext_off + from - rec.start) * B, dst)?;
-            for (i, block) in dst.chunks(DATA_BLOCK_BYTES).enumerate() {
+                .read_extent(rec.extent, (rec.ext_off + from - rec.start) * B, part)?;
+            for (i, block) in part.chunks(DATA_BLOCK_BYTES).enumerate() {
                 let want = crcs[(from - rec.start) as usize + i];
                 let got = crc32c::crc32c(block);
                 if got != want {
@@ -274,34 +283,75 @@ impl Cx<'_, '_> {
                     });
                 }
             }
+            filled = to;
         }
-        Ok(buf)
+        zero_to(dst, &mut filled, lo + n);
+        Ok(())
+    }
+
+    /// File block `index`, verified.
+    fn read_block(&mut self, ino: u64, index: u64) -> Result<Vec<u8>> {
+        let mut block = vec![0u8; DATA_BLOCK_BYTES];
+        self.read_blocks_into(ino, index, &mut block)?;
+        Ok(block)
     }
 
     /// Up to `len` bytes at `offset` (fewer at end of file).
     pub fn read_data(&mut self, inode: &Inode, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if offset >= inode.size {
-            return Ok(Vec::new());
+        let want = inode.size.saturating_sub(offset).min(len);
+        let mut buf = vec![0u8; want as usize];
+        let n = self.read_data_into(inode, offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` into `buf` (fewer at end of file); returns
+    /// how many. Whole blocks go straight into `buf` (no copy: large reads are the common
+    /// case and a second copy of them costs as much as the read); only a partial first or
+    /// last block goes through a block-sized buffer.
+    pub fn read_data_into(&mut self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if offset >= inode.size || buf.is_empty() {
+            return Ok(0);
         }
-        let end = inode.size.min(offset.saturating_add(len));
+        let end = inode.size.min(offset.saturating_add(buf.len() as u64));
+        let out = &mut buf[..(end - offset) as usize];
         if let Some(inline) = self.inline_data(inode.ino)? {
-            let mut out = vec![0u8; (end - offset) as usize];
+            out.fill(0);
             let have = (inline.len() as u64).min(end);
             if offset < have {
                 out[..(have - offset) as usize]
                     .copy_from_slice(&inline[offset as usize..have as usize]);
             }
-            return Ok(out);
+            return Ok(out.len());
         }
-        let lo = offset / B;
-        let hi = end.div_ceil(B);
-        let mut buf = self.read_blocks(inode.ino, lo, hi - lo)?;
-        // Trim in place: large reads are the common case and a second copy of them costs
-        // as much as the read.
-        let skip = (offset - lo * B) as usize;
-        buf.truncate(skip + (end - offset) as usize);
-        buf.drain(..skip);
-        Ok(buf)
+        let first = offset / B;
+        if first == (end - 1) / B {
+            // All within one block.
+            let at = (offset % B) as usize;
+            let block = self.read_block(inode.ino, first)?;
+            let n = out.len();
+            out.copy_from_slice(&block[at..at + n]);
+            return Ok(n);
+        }
+        // [offset, end) = head (the end of block `first`) + whole blocks [a, b) + tail
+        // (the start of block `b`); head and tail may be empty.
+        let a = offset.div_ceil(B);
+        let b = end / B;
+        let head = (a * B - offset) as usize;
+        let tail = (end - b * B) as usize;
+        if head > 0 {
+            let block = self.read_block(inode.ino, first)?;
+            out[..head].copy_from_slice(&block[DATA_BLOCK_BYTES - head..]);
+        }
+        let n = out.len();
+        if b > a {
+            self.read_blocks_into(inode.ino, a, &mut out[head..n - tail])?;
+        }
+        if tail > 0 {
+            let block = self.read_block(inode.ino, b)?;
+            out[n - tail..].copy_from_slice(&block[..tail]);
+        }
+        Ok(out.len())
     }
 
     /// Drops references to file blocks `[lo, hi)`; returns how many blocks were referenced.
@@ -396,11 +446,11 @@ impl Cx<'_, '_> {
         let hi = end.div_ceil(B);
         let mut buf = vec![0u8; ((hi - lo) * B) as usize];
         if !offset.is_multiple_of(B) {
-            let head = self.read_blocks(inode.ino, lo, 1)?;
+            let head = self.read_block(inode.ino, lo)?;
             buf[..DATA_BLOCK_BYTES].copy_from_slice(&head);
         }
         if !end.is_multiple_of(B) && (hi - 1 != lo || offset.is_multiple_of(B)) {
-            let tail = self.read_blocks(inode.ino, hi - 1, 1)?;
+            let tail = self.read_block(inode.ino, hi - 1)?;
             let at = buf.len() - DATA_BLOCK_BYTES;
             buf[at..].copy_from_slice(&tail);
         }
@@ -450,7 +500,7 @@ impl Cx<'_, '_> {
     /// unless they already read as zero.
     fn zero_within_block(&mut self, inode: &mut Inode, from: u64, to: u64) -> Result<()> {
         let blk = from / B;
-        let mut block = self.read_blocks(inode.ino, blk, 1)?;
+        let mut block = self.read_block(inode.ino, blk)?;
         let (a, b) = ((from - blk * B) as usize, (to - blk * B) as usize);
         if block[a..b].iter().all(|&x| x == 0) {
             return Ok(());

@@ -268,6 +268,15 @@ impl Subvol {
         })
     }
 
+    /// Reads up to `buf.len()` bytes at `offset` into `buf` (fewer at end of file); returns
+    /// how many.
+    pub fn read_into(&self, ino: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.look(|cx| {
+            let inode = Self::regular(cx, ino)?;
+            cx.read_data_into(&inode, offset, buf)
+        })
+    }
+
     /// Hints that bytes `[offset, offset + len)` of a file will be read soon, so cold
     /// data can be on its way from the disk meanwhile (sequential readers ask for the
     /// next piece before reading this one).

@@ -791,11 +791,11 @@ impl Filesystem for TideFuse {
         // Reads do not start busy polling: a stream of them comes as readahead batches,
         // several in flight, served while the disk works; a wakeup is cheap beside that,
         // and a polling thread would only take the CPU their copies need.
-        match self
-            .file(ino, fh)
-            .and_then(|(tree, ino)| tree.sv.read(ino, offset, u64::from(size)).or_errno())
-        {
-            Ok(data) => reply.data(&data),
+        match self.file(ino, fh) {
+            // Straight into the reply's buffer (over io_uring, the ring's): no second copy.
+            Ok((tree, ino)) => reply.data_with(size as usize, |buf| {
+                tree.sv.read_into(ino, offset, buf).or_errno()
+            }),
             Err(e) => reply.error(e),
         }
     }

@@ -152,6 +152,34 @@ impl ReplyRaw {
         self.send_ll_mut(response);
     }
 
+    /// tidefs: see [`ReplyData::data_with`].
+    pub(crate) fn send_filled(
+        mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        if let Some(ReplySender::Ring(slot)) = &self.sender {
+            let slot = slot.clone();
+            // SAFETY: this is the request's one reply (it is consumed here), and it is sent
+            // below whatever `fill` does.
+            if let Some(area) = unsafe { slot.payload_area(len) } {
+                match fill(area) {
+                    Ok(n) => {
+                        self.sender = None;
+                        slot.put_filled(self.unique.0, n.min(len));
+                    }
+                    Err(e) => self.error(e),
+                }
+                return;
+            }
+        }
+        let mut buf = vec![0u8; len];
+        match fill(&mut buf) {
+            Ok(n) => self.send_ll(&ll::ResponseSlice(&buf[..n.min(len)])),
+            Err(e) => self.error(e),
+        }
+    }
+
     /// Reply to a request with the given error code
     pub(crate) fn error(self, err: ll::Errno) {
         self.send_ll(&ll::ResponseErrno(err));
@@ -218,6 +246,13 @@ impl ReplyData {
     /// Reply to a request with the given data
     pub fn data(self, data: &[u8]) {
         self.reply.send_ll(&ll::ResponseSlice(data));
+    }
+
+    /// Reply with up to `len` bytes that `fill` writes into the reply's own buffer and counts
+    /// (or fail with its error). Over io_uring the buffer is the ring's payload area, so the
+    /// data is not copied again; elsewhere it is a new buffer of `len` bytes. (tidefs)
+    pub fn data_with(self, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        self.reply.send_filled(len, fill);
     }
 
     /// Reply to a request with the given error code

@@ -183,6 +183,36 @@ impl ReplySlot {
         self.replied.notify_one();
     }
 
+    /// The payload area, for a reply of up to `len` data bytes to be written there directly,
+    /// if the request left the area free (tidefs: `ReplyData::data_with`).
+    ///
+    /// # Safety
+    /// Only the request's one reply may call this, once, and must then send its reply
+    /// (`put_filled`, or `put`, which does not read the area).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn payload_area(&self, len: usize) -> Option<&mut [u8]> {
+        if !self.reply.lock().direct || len > self.payload_bytes {
+            return None;
+        }
+        // SAFETY: while `direct` is set nothing else touches the area (the queue's thread
+        // clears it only once the reply is ready, and the request brought nothing there);
+        // the caller is the one reply.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.payload, len) })
+    }
+
+    /// Sends a reply whose `n` data bytes are in the payload area already.
+    pub(crate) fn put_filled(&self, unique: u64, n: usize) {
+        let mut reply = self.reply.lock();
+        let len = u32::try_from(OUT_HEADER_BYTES + n).expect("within the payload area");
+        reply.bytes.clear();
+        reply.bytes.extend_from_slice(&len.to_le_bytes());
+        reply.bytes.extend_from_slice(&0i32.to_le_bytes()); // no error
+        reply.bytes.extend_from_slice(&unique.to_le_bytes());
+        reply.in_payload = Some(n);
+        reply.ready = true;
+        self.replied.notify_one();
+    }
+
     /// Lets a reply be written straight into the payload area (the request has none there).
     fn set_direct(&self, direct: bool) {
         self.reply.lock().direct = direct;
@@ -890,6 +920,61 @@ mod test {
         assert_eq!(parse_cpu_list("0-1"), Some(vec![0, 1]));
         assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
         assert_eq!(parse_cpu_list("0-x"), None);
+    }
+
+    /// A reply filled in place lands in the payload area, header apart; a request that
+    /// brought a payload gets its reply copied as usual. (tidefs)
+    #[test]
+    fn data_filled_in_place_goes_into_the_payload_area() {
+        use crate::reply::{Reply as _, ReplyData, ReplySender};
+        let mut area = vec![0u8; 64];
+        let slot = Arc::new(ReplySlot::new(area.as_mut_ptr(), area.len()));
+        let reply_with = |direct: bool, unique: u64| {
+            slot.set_direct(direct);
+            ReplyData::new(
+                crate::ll::RequestId(unique),
+                ReplySender::Ring(slot.clone()),
+            )
+        };
+        reply_with(true, 7).data_with(16, |buf| {
+            buf[..5].copy_from_slice(b"hello");
+            Ok(5)
+        });
+        slot.take(|r| match r {
+            Reply::InPayload(header, 5) => {
+                assert_eq!(u32_at(header, 0), 21);
+                assert_eq!(u32_at(header, 4), 0);
+                assert_eq!(u64::from_le_bytes(header[8..16].try_into().unwrap()), 7);
+            }
+            _ => panic!("not in the payload area"),
+        });
+        assert_eq!(&area[..5], b"hello");
+        // Not direct: the data comes back as bytes after the header.
+        reply_with(false, 8).data_with(16, |buf| {
+            buf[..3].copy_from_slice(b"abc");
+            Ok(3)
+        });
+        slot.take(|r| match r {
+            Reply::Bytes(b) => assert_eq!(&b[16..], b"abc"),
+            _ => panic!("payload area used while the request's payload is there"),
+        });
+        // An error from the filler is the reply.
+        reply_with(true, 9).data_with(16, |_| Err(crate::Errno::ENOENT));
+        slot.take(|r| match r {
+            Reply::InPayload(header, 0) | Reply::Bytes(header) => {
+                assert_eq!(u32_at(header, 4) as i32, -libc::ENOENT);
+            }
+            _ => panic!("error reply carried data"),
+        });
+        // Too big for the area: a buffer of its own.
+        reply_with(true, 10).data_with(100, |buf| {
+            buf[99] = 1;
+            Ok(100)
+        });
+        slot.take(|r| match r {
+            Reply::Bytes(b) => assert_eq!(b.len(), 116),
+            Reply::InPayload(..) => panic!("100 bytes do not fit the area"),
+        });
     }
 
     #[test]
