@@ -80,6 +80,10 @@ impl<'a> Txn<'_, 'a> {
             .insert_with_extent(tree, key, extent, payload)
     }
 
+    pub fn contiguous_blocks(&mut self, max: u32) -> tidefs_store::Result<u32> {
+        self.writer()?.contiguous_blocks(max)
+    }
+
     pub fn alloc_extent(&mut self, blocks: u32) -> tidefs_store::Result<Extent> {
         self.writer()?.alloc_extent(blocks)
     }

@@ -37,6 +37,8 @@ use crate::limits::{DATA_BLOCK_BYTES, DATA_EXTENT_BLOCKS, FILE_BYTES_MAX, INLINE
 use crate::records::RecordError;
 
 const B: u64 = DATA_BLOCK_BYTES as u64;
+/// The smallest piece a write of new blocks is cut into to fill the rest of a space page.
+const PIECE_BLOCKS_MIN: u32 = 64;
 const TYPE_INLINE: u8 = 0;
 const TYPE_DATA: u8 = 1;
 const TYPE_PREALLOC: u8 = 2;
@@ -388,11 +390,18 @@ impl Cx<'_, '_> {
         debug_assert_eq!(buf.len() % DATA_BLOCK_BYTES, 0);
         let n = buf.len() as u64 / B;
         inode.blocks -= self.cut_blocks(inode.ino, lo, lo + n)?;
-        let chunk_bytes = DATA_EXTENT_BLOCKS as usize * DATA_BLOCK_BYTES;
-        let mut writes = Vec::with_capacity(buf.len().div_ceil(chunk_bytes));
-        for chunk in buf.chunks(chunk_bytes) {
-            let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
+        let mut writes = Vec::new();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let want = (rest.len() / DATA_BLOCK_BYTES).min(DATA_EXTENT_BLOCKS as usize) as u32;
+            // What still fits in the space page being filled, unless that is a sliver:
+            // sequential writes then lie back to back (a 1 MiB write fits 3 times in a
+            // page; the 4th used to start a new page, leaving a quarter of each behind).
+            let here = self.t.contiguous_blocks(want)?;
+            let blocks = if here >= PIECE_BLOCKS_MIN { here } else { want };
+            let (chunk, after) = rest.split_at(blocks as usize * DATA_BLOCK_BYTES);
             writes.push((self.t.alloc_extent(blocks)?, chunk));
+            rest = after;
         }
         // All at once: the store may write big batches in parallel, and the checksums are
         // computed while it does.
@@ -402,10 +411,11 @@ impl Cx<'_, '_> {
                 .map(|(_, c)| c.chunks(DATA_BLOCK_BYTES).map(crc32c::crc32c).collect())
                 .collect::<Vec<Vec<u32>>>()
         })?;
+        let mut start = lo;
         for (i, &(extent, chunk)) in writes.iter().enumerate() {
             let blocks = (chunk.len() / DATA_BLOCK_BYTES) as u32;
             let rec = BlockRecord {
-                start: lo + (i * chunk_bytes / DATA_BLOCK_BYTES) as u64,
+                start,
                 len: u64::from(blocks),
                 extent,
                 ext_off: 0,
@@ -413,6 +423,7 @@ impl Cx<'_, '_> {
             };
             self.put_block_rec(inode.ino, &rec)?;
             inode.blocks += u64::from(blocks);
+            start += u64::from(blocks);
         }
         Ok(())
     }

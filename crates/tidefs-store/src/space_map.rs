@@ -488,6 +488,23 @@ impl SpaceMap {
         }
     }
 
+    /// How many free blocks (up to `max`) follow the allocation cursor within its page: an
+    /// allocation of that many lands right after the last one.
+    pub fn free_run_at_cursor(&mut self, max: u32) -> Result<u32> {
+        let p = self.cursor / PAGE_BLOCKS;
+        if p >= self.total_pages {
+            return Ok(0);
+        }
+        let from = (self.cursor % PAGE_BLOCKS) as usize;
+        let page = self.page(p)?;
+        let run = page.counts[from..]
+            .iter()
+            .take(max as usize)
+            .take_while(|&&c| c == RC_FREE)
+            .count();
+        Ok(run as u32)
+    }
+
     /// Next-fit search for a run of free blocks, starting at the cursor.
     fn find_run(&mut self, blocks: u32) -> Result<Option<u64>> {
         let start_page = (self.cursor / PAGE_BLOCKS).min(self.total_pages.saturating_sub(1));
@@ -669,6 +686,19 @@ mod tests {
     fn map() -> SpaceMap {
         let dev: Arc<dyn BlockDevice> = Arc::new(MemDevice::new());
         SpaceMap::open(dev, 4, 0, vec![0], 0).unwrap()
+    }
+
+    #[test]
+    fn the_free_run_at_the_cursor_is_what_an_allocation_there_gets() {
+        let mut m = map();
+        let a = m.alloc(256).unwrap();
+        let run = m.free_run_at_cursor(u32::MAX).unwrap();
+        assert!(run > 0 && u64::from(run) <= PAGE_BLOCKS);
+        assert_eq!(m.free_run_at_cursor(10).unwrap(), 10);
+        // Exactly that many land right after the last allocation and fill the page's rest.
+        assert_eq!(m.alloc(run).unwrap(), a + 256);
+        assert_eq!((a + 256 + u64::from(run)) % PAGE_BLOCKS, 0);
+        assert_eq!(m.free_run_at_cursor(u32::MAX).unwrap(), 0);
     }
 
     #[test]

@@ -638,6 +638,13 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
+    /// How many blocks (up to `max`) an extent allocated now can have and still lie right
+    /// after the last allocation, in the same space page: big data cut to fit lies back to
+    /// back instead of leaving the rest of each page to smaller allocations.
+    pub fn contiguous_blocks(&mut self, max: u32) -> Result<u32> {
+        self.space.free_run_at_cursor(max)
+    }
+
     /// Allocates `blocks` contiguous data blocks, writable until commit. The extent is freed
     /// at commit unless a record references it by then.
     pub fn alloc_extent(&mut self, blocks: u32) -> Result<Extent> {
