@@ -37,6 +37,10 @@ use crate::limits::{DATA_BLOCK_BYTES, DATA_EXTENT_BLOCKS, FILE_BYTES_MAX, INLINE
 use crate::records::RecordError;
 
 const B: u64 = DATA_BLOCK_BYTES as u64;
+/// Unaligned writes up to this size go to the store as one run of whole blocks (one
+/// extent, one record) rather than as a merged head, the whole blocks and a merged tail:
+/// tar writes 10 KiB at a time, so every write was three extents.
+const MERGED_WRITE_BYTES_MAX: usize = 64 * 1024;
 /// The smallest piece a write of new blocks is cut into to fill the rest of a space page.
 const PIECE_BLOCKS_MIN: u32 = 64;
 const TYPE_INLINE: u8 = 0;
@@ -432,9 +436,10 @@ impl Cx<'_, '_> {
     /// with their current contents; whole blocks go to the store straight from `data`.
     fn write_blocks(&mut self, inode: &mut Inode, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
+        let aligned = offset.is_multiple_of(B) && end.is_multiple_of(B);
         let first_whole = offset.div_ceil(B);
         let whole_end = end / B;
-        if whole_end <= first_whole {
+        if whole_end <= first_whole || (data.len() <= MERGED_WRITE_BYTES_MAX && !aligned) {
             return self.write_blocks_merged(inode, offset, data);
         }
         let (head, rest) = data.split_at((first_whole * B - offset) as usize);
@@ -456,11 +461,16 @@ impl Cx<'_, '_> {
         let lo = offset / B;
         let hi = end.div_ceil(B);
         let mut buf = vec![0u8; ((hi - lo) * B) as usize];
-        if !offset.is_multiple_of(B) {
+        // A block that starts at or past the end of the file holds nothing to keep (bytes
+        // past the end read as zeros), so an append reads at most the block it continues.
+        if !offset.is_multiple_of(B) && lo * B < inode.size {
             let head = self.read_block(inode.ino, lo)?;
             buf[..DATA_BLOCK_BYTES].copy_from_slice(&head);
         }
-        if !end.is_multiple_of(B) && (hi - 1 != lo || offset.is_multiple_of(B)) {
+        if !end.is_multiple_of(B)
+            && (hi - 1 != lo || offset.is_multiple_of(B))
+            && (hi - 1) * B < inode.size
+        {
             let tail = self.read_block(inode.ino, hi - 1)?;
             let at = buf.len() - DATA_BLOCK_BYTES;
             buf[at..].copy_from_slice(&tail);
