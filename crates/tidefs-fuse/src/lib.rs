@@ -21,6 +21,7 @@ mod snap_dir;
 mod tree;
 
 pub use error::MountError;
+pub use read_ahead::ReadAheadError;
 pub use session::{lazy_unmount, mount, unmount, MountConfig, MountTarget, Mounted, Unmounter};
 pub use snap_control::SnapshotControl;
 pub use snap_dir::SNAP_DIR_NAME;

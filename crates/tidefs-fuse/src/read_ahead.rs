@@ -7,24 +7,34 @@
 //! same read ran at 0.80–1.0 GB/s. The window can only be set through sysfs
 //! (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`), which only root may write.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// The default window (KiB).
 pub const READ_AHEAD_DEFAULT_KIB: u32 = 4096;
 
+/// Why the window was left as the kernel set it (not fatal to the mount).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadAheadError {
+    #[error("resolving {}: {source}", path.display())]
+    Resolve { path: PathBuf, source: io::Error },
+    #[error("reading /proc/self/mountinfo: {0}")]
+    MountInfo(io::Error),
+    #[error("no FUSE mount at {} in /proc/self/mountinfo", .0.display())]
+    NotMounted(PathBuf),
+    #[error("writing {knob}: {source}")]
+    Knob { knob: String, source: io::Error },
+}
+
 /// Sets the readahead window of the FUSE mount at `mountpoint` (canonical path) to `kib`.
-/// Errors say what could not be done; they are not fatal to the mount.
-pub(crate) fn set(mountpoint: &Path, kib: u32) -> Result<(), String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-    let device = fuse_mount_device(&mountinfo, mountpoint).ok_or_else(|| {
-        format!(
-            "no FUSE mount at {} in /proc/self/mountinfo",
-            mountpoint.display()
-        )
-    })?;
+pub(crate) fn set(mountpoint: &Path, kib: u32) -> Result<(), ReadAheadError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(ReadAheadError::MountInfo)?;
+    let device = fuse_mount_device(&mountinfo, mountpoint)
+        .ok_or_else(|| ReadAheadError::NotMounted(mountpoint.to_path_buf()))?;
     let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
-    std::fs::write(&knob, format!("{kib}\n")).map_err(|e| format!("writing {knob}: {e}"))
+    std::fs::write(&knob, format!("{kib}\n"))
+        .map_err(|source| ReadAheadError::Knob { knob, source })
 }
 
 /// The `MAJOR:MINOR` of the last FUSE mount on `mountpoint` (the one on top) in a

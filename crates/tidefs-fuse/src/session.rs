@@ -15,6 +15,7 @@ use tidefs_store::{CommitPolicy, GroupCommitter};
 use crate::busy_poll::BusyPoll;
 use crate::error::MountError;
 use crate::ops::TideFuse;
+use crate::read_ahead::ReadAheadError;
 use crate::snap_control::SnapshotControl;
 use crate::snap_dir::SnapDir;
 use crate::tree::Tree;
@@ -95,7 +96,7 @@ pub struct Mounted {
     commit: CommitPolicy,
     unmounter: Unmounter,
     snapshot_control: Option<SnapshotControl>,
-    read_ahead: Result<(), String>,
+    read_ahead: Result<(), ReadAheadError>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (a signal handler, say).
@@ -202,7 +203,10 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     let read_ahead = match (config.read_ahead_kib, canonical) {
         (0, _) => Ok(()),
         (kib, Ok(path)) => crate::read_ahead::set(&path, kib),
-        (_, Err(e)) => Err(format!("resolving {}: {e}", config.mountpoint.display())),
+        (_, Err(source)) => Err(ReadAheadError::Resolve {
+            path: config.mountpoint.clone(),
+            source,
+        }),
     };
     Ok(Mounted {
         session,
@@ -223,8 +227,8 @@ impl Mounted {
     }
 
     /// Why the readahead window could not be set (`MountConfig::read_ahead_kib`), if so.
-    pub fn read_ahead_error(&self) -> Option<&str> {
-        self.read_ahead.as_ref().err().map(String::as_str)
+    pub fn read_ahead_error(&self) -> Option<&ReadAheadError> {
+        self.read_ahead.as_ref().err()
     }
 
     pub fn unmounter(&self) -> Unmounter {

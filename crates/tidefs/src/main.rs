@@ -139,10 +139,47 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One line: what failed and why (the chain of causes, joined).
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("tidefs: {}", msg.join(": "));
+            eprintln!("tidefs: {}", one_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// What failed and why, on one line: the chain of causes joined, except that a cause its
+/// error's own message already ends with is not said twice.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !line.ends_with(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_are_joined_and_not_repeated() {
+        let io = || std::io::Error::from_raw_os_error(13);
+        let plain = anyhow::Error::new(io()).context("opening the pool");
+        assert_eq!(
+            one_line(&plain),
+            "opening the pool: Permission denied (os error 13)"
+        );
+        // An error whose message names its source already, as thiserror types here do.
+        let mount = tidefs_fuse::MountError::Mount {
+            mountpoint: "/m".into(),
+            source: io(),
+        };
+        assert_eq!(
+            one_line(&anyhow::Error::new(mount)),
+            "mounting on /m: Permission denied (os error 13)"
+        );
     }
 }
