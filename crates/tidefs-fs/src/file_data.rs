@@ -401,7 +401,11 @@ impl Cx<'_, '_> {
             // What still fits in the space page being filled, unless that is a sliver:
             // sequential writes then lie back to back (a 1 MiB write fits 3 times in a
             // page; the 4th used to start a new page, leaving a quarter of each behind).
-            let here = self.t.contiguous_blocks(want)?;
+            let here = if want > PIECE_BLOCKS_MIN {
+                self.t.contiguous_blocks(want)?
+            } else {
+                0 // too small to be cut: not worth looking
+            };
             let blocks = if here >= PIECE_BLOCKS_MIN { here } else { want };
             let (chunk, after) = rest.split_at(blocks as usize * DATA_BLOCK_BYTES);
             writes.push((self.t.alloc_extent(blocks)?, chunk));
@@ -433,7 +437,8 @@ impl Cx<'_, '_> {
     }
 
     /// Writes `data` at byte `offset` as blocks: partial first and last blocks are merged
-    /// with their current contents; whole blocks go to the store straight from `data`.
+    /// with their current contents; whole blocks of a large write go to the store straight
+    /// from `data`, while a small unaligned write is merged into one run of blocks.
     fn write_blocks(&mut self, inode: &mut Inode, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
         let aligned = offset.is_multiple_of(B) && end.is_multiple_of(B);

@@ -29,7 +29,6 @@ fn sequential_writes_lie_back_to_back() {
             other => panic!("unexpected extent {other:?}"),
         }
     }
-    let mut covered = 0;
     for pair in pieces.windows(2) {
         let ((a, a_len), (b, _)) = (pair[0], pair[1]);
         let gap = b.checked_sub(a + a_len).expect("data in file order");
@@ -38,9 +37,7 @@ fn sequential_writes_lie_back_to_back() {
             "a {gap}-byte gap after the piece at {a}: {pieces:?}"
         );
     }
-    for (_, len) in &pieces {
-        covered += len;
-    }
+    let covered: u64 = pieces.iter().map(|&(_, len)| len).sum();
     assert_eq!(covered, n * mib as u64);
     let usage = fs.pool().usage();
     let data_blocks = n * mib as u64 / 4096;
