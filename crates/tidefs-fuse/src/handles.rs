@@ -13,6 +13,8 @@ use crate::tree::Tree;
 pub struct OpenFile {
     pub tree: Tree,
     pub ino: u64,
+    /// Opened for writing (the kernel may hold cached writes for it, see `page_flush`).
+    pub writes: bool,
 }
 
 #[derive(Default)]
@@ -35,6 +37,20 @@ impl Handles {
 
     pub fn remove(&self, fh: u64) -> Option<Arc<OpenFile>> {
         self.open.lock().remove(&fh)
+    }
+
+    /// FUSE numbers of the files open for writing (each once).
+    pub fn open_for_writing(&self) -> Vec<u64> {
+        let mut inos: Vec<u64> = self
+            .open
+            .lock()
+            .values()
+            .filter(|f| f.writes)
+            .filter_map(|f| f.tree.fuse_ino(f.ino).ok())
+            .collect();
+        inos.sort_unstable();
+        inos.dedup();
+        inos
     }
 
     /// Whether any open file belongs to snapshot tree `tree`.

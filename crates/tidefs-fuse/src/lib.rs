@@ -13,6 +13,7 @@ mod error;
 mod handles;
 pub mod inode_map;
 mod ops;
+mod page_flush;
 mod read_ahead;
 mod seek;
 mod session;

@@ -70,7 +70,7 @@ pub struct TideFuse {
     mounted: Tree,
     /// `Some` when a writable subvolume is mounted: its snapshots under `.snap`.
     snaps: Option<SnapDir>,
-    handles: Handles,
+    handles: Arc<Handles>,
     /// How long the kernel may cache attributes and names. Only this process changes the
     /// pool while it is mounted, and every change passes through the kernel, which drops
     /// what it cached about what changed; so the cache can be long-lived.
@@ -93,11 +93,12 @@ fn bytes(name: &OsStr) -> &[u8] {
 
 impl TideFuse {
     /// With `writeback_cache` the kernel keeps written data in its page cache and sends it
-    /// in large background writes: faster, but until a flush (close, fsync) the data is in
-    /// neither the pool nor a snapshot taken meanwhile, and dies with a killed server.
+    /// in large background writes, several at a time; what it holds is brought in before
+    /// every snapshot and every timed commit (see `page_flush`).
     pub fn new(
         mounted: Tree,
         snaps: Option<SnapDir>,
+        handles: Arc<Handles>,
         ttl: Duration,
         writeback_cache: bool,
         io_uring: bool,
@@ -106,7 +107,7 @@ impl TideFuse {
         TideFuse {
             mounted,
             snaps,
-            handles: Handles::default(),
+            handles,
             ttl,
             writeback_cache,
             io_uring,
@@ -167,6 +168,33 @@ impl TideFuse {
         }
     }
 
+    /// `mkdir .snap/NAME`. The snapshot first brings in the kernel's cached writes, which
+    /// come back to this server as requests (see `page_flush`), so it is taken on a thread
+    /// of its own while this one goes back to serving them.
+    fn take_snapshot(&self, name: &[u8], reply: ReplyEntry) {
+        let snaps = match self.snaps() {
+            Ok(snaps) => snaps.clone(),
+            Err(e) => return reply.error(e),
+        };
+        let (name, ttl) = (name.to_vec(), self.ttl);
+        let spawned = std::thread::Builder::new()
+            .name("tidefs-snapshot".into())
+            .spawn(move || {
+                let r = snaps.create(&name).or_errno().and_then(|tree| {
+                    let root = tree.sv.getattr(ROOT_INO).or_errno()?;
+                    Self::entry(&tree, &root)
+                });
+                match r {
+                    Ok(e) => reply.entry(&ttl, &e.attr, Generation(e.generation)),
+                    Err(e) => reply.error(e),
+                }
+            });
+        // The reply went with the closure; dropped unsent, it answers EIO.
+        if let Err(e) = spawned {
+            eprintln!("tidefs mount: starting a thread to take a snapshot: {e}");
+        }
+    }
+
     fn send_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
         match r {
             Ok(()) => reply.ok(),
@@ -215,11 +243,6 @@ impl TideFuse {
         name: &[u8],
         mode: u32,
     ) -> Result<Entry, Errno> {
-        if let Target::SnapDir = self.target(parent)? {
-            let tree = self.snaps()?.create(name).or_errno()?;
-            let root = tree.sv.getattr(ROOT_INO).or_errno()?;
-            return Self::entry(&tree, &root);
-        }
         let (tree, dir) = self.creation_dir(parent, name)?;
         let inode = tree
             .sv
@@ -310,7 +333,7 @@ impl TideFuse {
             return Err(Errno::EROFS);
         }
         tree.sv.open(ino).or_errno()?;
-        Ok(self.handles.insert(OpenFile { tree, ino }))
+        Ok(self.handles.insert(OpenFile { tree, ino, writes }))
     }
 
     /// The open file behind `fh`, or (for a handle we did not make) the inode itself.
@@ -703,6 +726,9 @@ impl Filesystem for TideFuse {
         reply: ReplyEntry,
     ) {
         self.busy.touch();
+        if let Ok(Target::SnapDir) = self.target(parent) {
+            return self.take_snapshot(bytes(name), reply);
+        }
         self.send_entry(reply, self.do_mkdir(req, parent, bytes(name), mode));
     }
 

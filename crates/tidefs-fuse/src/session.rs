@@ -14,7 +14,9 @@ use tidefs_store::{CommitPolicy, GroupCommitter};
 
 use crate::busy_poll::BusyPoll;
 use crate::error::MountError;
+use crate::handles::Handles;
 use crate::ops::TideFuse;
+use crate::page_flush::PageFlusher;
 use crate::read_ahead::ReadAheadError;
 use crate::snap_control::SnapshotControl;
 use crate::snap_dir::SnapDir;
@@ -49,7 +51,10 @@ pub struct MountConfig {
     pub commit: CommitPolicy,
     /// Shown as the source in /proc/self/mountinfo.
     pub fs_name: String,
-    /// Ask for FUSE's writeback cache (see `TideFuse::new`).
+    /// Ask for FUSE's writeback cache (see `TideFuse::new`); on by default. The kernel's
+    /// cached writes are brought in before every snapshot and every timed commit
+    /// (`page_flush.rs`), so they are in snapshots and a killed server loses no more than
+    /// without the cache: at most one commit interval.
     pub writeback_cache: bool,
     /// How long to poll for the next request after one, instead of sleeping: the /dev/fuse
     /// channel (see `busy_poll.rs`), or over io_uring each queue's thread; zero: never. On
@@ -75,7 +80,7 @@ impl MountConfig {
             cache_ttl: Duration::from_secs(60),
             commit: CommitPolicy::default(),
             fs_name: "tidefs".into(),
-            writeback_cache: false,
+            writeback_cache: true,
             busy_poll: if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
                 BUSY_POLL_DEFAULT
             } else {
@@ -97,6 +102,7 @@ pub struct Mounted {
     unmounter: Unmounter,
     snapshot_control: Option<SnapshotControl>,
     read_ahead: Result<(), ReadAheadError>,
+    flusher: Option<PageFlusher>,
 }
 
 /// Unmounts a [`Mounted`] from another thread (a signal handler, say).
@@ -124,10 +130,20 @@ impl Unmounter {
 /// Mounts `target` of `fs` at `config.mountpoint`. When this returns the kernel has
 /// accepted the mount; requests are served once [`Mounted::serve`] runs.
 pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Mounted, MountError> {
+    // Resolved before mounting: the mount table names it so, and once mounted, looking
+    // at the path would ask this very server, which is not serving yet.
+    let canonical = std::fs::canonicalize(&config.mountpoint);
+    let handles = Arc::new(Handles::default());
+    let flusher = PageFlusher::new(
+        canonical
+            .as_ref()
+            .map_or_else(|_| config.mountpoint.clone(), Clone::clone),
+        handles.clone(),
+    );
     let (sv, snaps) = match target {
         MountTarget::Subvolume(name) => {
             let sv = fs.subvolume(name)?;
-            let snaps = SnapDir::new(fs.clone(), sv.info().clone());
+            let snaps = SnapDir::new(fs.clone(), sv.info().clone(), flusher.clone());
             (sv, Some(snaps))
         }
         MountTarget::Snapshot { subvol, snap } => (fs.snapshot(subvol, snap)?, None),
@@ -168,14 +184,12 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     let filesystem = TideFuse::new(
         mounted,
         snaps,
+        handles,
         config.cache_ttl,
         config.writeback_cache && !read_only,
         config.io_uring,
         busy.clone(),
     );
-    // Resolved before mounting: the mount table names it so, and once mounted, looking
-    // at the path would ask this very server, which is not serving yet.
-    let canonical = std::fs::canonicalize(&config.mountpoint);
     let mut session =
         Session::new(filesystem, &config.mountpoint, &fuse_config).map_err(|source| {
             MountError::Mount {
@@ -199,6 +213,7 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         inner: Arc::new(Mutex::new(session.unmount_callable())),
         mountpoint: config.mountpoint.clone(),
     };
+    flusher.set_notifier(session.notifier());
     let snapshot_control = control_snaps.map(|s| SnapshotControl::new(s, session.notifier()));
     let read_ahead = match (config.read_ahead_kib, canonical) {
         (0, _) => Ok(()),
@@ -217,6 +232,8 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         unmounter,
         snapshot_control,
         read_ahead,
+        // A read-only mount has nothing cached to write.
+        flusher: (!read_only).then_some(flusher),
     })
 }
 
@@ -244,11 +261,23 @@ impl Mounted {
     /// Serves requests until the file system is unmounted, committing by the policy
     /// meanwhile, and commits once more at the end.
     pub fn serve(self) -> Result<(), MountError> {
-        let committer = GroupCommitter::spawn(self.fs.pool().clone(), self.commit, |e| {
-            eprintln!(
-                "tidefs mount: background commit failed (the pool stops taking changes): {e}"
-            );
-        });
+        // Each timed commit first brings in the kernel's cached writes (the commit thread
+        // serves no requests), so that a killed server loses at most one interval's writes.
+        let flusher = self.flusher.clone();
+        let committer = GroupCommitter::spawn_flushing(
+            self.fs.pool().clone(),
+            self.commit,
+            move || {
+                if let Some(Err(e)) = flusher.as_ref().map(PageFlusher::flush) {
+                    eprintln!("tidefs mount: {e}");
+                }
+            },
+            |e| {
+                eprintln!(
+                    "tidefs mount: background commit failed (the pool stops taking changes): {e}"
+                );
+            },
+        );
         // Over io_uring the queues' threads poll themselves; the channel's watcher is idle.
         let watcher = if self.session.uses_io_uring() {
             None

@@ -11,6 +11,7 @@ use tidefs_fs::{Fs, FsError, Inode, SubvolId, SubvolInfo};
 
 use crate::attr::system_time;
 use crate::inode_map::SNAP_DIR_INO;
+use crate::page_flush::PageFlusher;
 use crate::tree::Tree;
 
 /// Name of the directory at the root of a mounted subvolume.
@@ -24,6 +25,8 @@ pub struct SnapDir {
     subvol: SubvolInfo,
     /// Handles on snapshots that were looked up, by id (one catalog read per snapshot).
     trees: Arc<RwLock<HashMap<SubvolId, Tree>>>,
+    /// Brings the kernel's cached writes in before a snapshot is taken.
+    flusher: PageFlusher,
 }
 
 fn name_str(name: &[u8]) -> Result<&str, FsError> {
@@ -34,11 +37,12 @@ fn name_str(name: &[u8]) -> Result<&str, FsError> {
 }
 
 impl SnapDir {
-    pub fn new(fs: Fs, subvol: SubvolInfo) -> SnapDir {
+    pub(crate) fn new(fs: Fs, subvol: SubvolInfo, flusher: PageFlusher) -> SnapDir {
         SnapDir {
             fs,
             subvol,
             trees: Arc::new(RwLock::new(HashMap::new())),
+            flusher,
         }
     }
 
@@ -96,10 +100,12 @@ impl SnapDir {
             .collect())
     }
 
+    /// Takes snapshot `name` of everything written so far, including what the kernel still
+    /// holds (see `page_flush`): never call it on a serving thread.
     pub fn create(&self, name: &[u8]) -> Result<Tree, FsError> {
-        let info = self
-            .fs
-            .create_snapshot(&self.subvol.name, name_str(name)?)?;
+        let name = name_str(name)?;
+        self.flusher.flush()?;
+        let info = self.fs.create_snapshot(&self.subvol.name, name)?;
         self.tree_of(info)
     }
 

@@ -282,7 +282,7 @@ fn copy_file_range_and_cp_copy_whole_files_sharing_their_blocks() {
 }
 
 #[test]
-fn writeback_cache_mount_keeps_files_intact() {
+fn write_through_mount_keeps_files_intact() {
     require_fuse!();
     let mut p = TestPool::new();
     let host = p.mkdir("host");
@@ -292,13 +292,13 @@ fn writeback_cache_mount_keeps_files_intact() {
         .arg(&tar)
         .arg("-C")
         .arg(&host));
-    let mnt = p.mount("home", "mnt", &["--writeback-cache"]);
+    let mnt = p.mount("home", "mnt", &["--write-through"]);
     run(Command::new("tar")
         .arg("-xpf")
         .arg(&tar)
         .arg("-C")
         .arg(&mnt));
-    // Appends and overwrites inside cached pages, then fsync: all of it reaches the pool.
+    // Appends and overwrites inside a page, then fsync: all of it reaches the pool.
     let path = mnt.join("log");
     let mut data = Vec::new();
     for i in 0..50u64 {

@@ -126,6 +126,10 @@ struct SlotState {
     /// How many bytes of the reply went into the payload area.
     in_payload: Option<usize>,
     bytes: Vec<u8>,
+    /// Set when the request's handler returned without replying (it replies later, from
+    /// a thread of its own): where to report the reply, which is then committed as a
+    /// worker's would be.
+    deferred: Option<(Arc<Finished>, usize)>,
 }
 
 /// A reply as the queue's thread finds it.
@@ -179,8 +183,28 @@ impl ReplySlot {
                 reply.bytes.extend_from_slice(d);
             }
         }
+        self.set_ready(reply);
+    }
+
+    /// Marks the reply ready and tells whoever waits for it.
+    fn set_ready(&self, mut reply: parking_lot::MutexGuard<'_, SlotState>) {
         reply.ready = true;
+        let deferred = reply.deferred.take();
+        drop(reply);
         self.replied.notify_one();
+        if let Some((finished, entry)) = deferred {
+            finished.push(entry);
+        }
+    }
+
+    /// After the handler returned: true if the request has been replied to; otherwise the
+    /// reply will report entry `entry` to `finished` when it comes.
+    fn replied_or_defer(&self, finished: &Arc<Finished>, entry: usize) -> bool {
+        let mut reply = self.reply.lock();
+        if !reply.ready {
+            reply.deferred = Some((finished.clone(), entry));
+        }
+        reply.ready
     }
 
     /// The payload area, for a reply of up to `len` data bytes to be written there directly,
@@ -209,8 +233,7 @@ impl ReplySlot {
         reply.bytes.extend_from_slice(&0i32.to_le_bytes()); // no error
         reply.bytes.extend_from_slice(&unique.to_le_bytes());
         reply.in_payload = Some(n);
-        reply.ready = true;
-        self.replied.notify_one();
+        self.set_ready(reply);
     }
 
     /// Lets a reply be written straight into the payload area (the request has none there).
@@ -220,14 +243,6 @@ impl ReplySlot {
 
     fn is_ready(&self) -> bool {
         self.reply.lock().ready
-    }
-
-    /// Waits until the request has been replied to.
-    fn wait_ready(&self) {
-        let mut reply = self.reply.lock();
-        while !reply.ready {
-            self.replied.wait(&mut reply);
-        }
     }
 
     /// Waits for the reply (a file system may reply from another thread, later) and hands
@@ -495,8 +510,9 @@ fn work<FS: Filesystem>(waiting: &Mutex<mpsc::Receiver<Job>>, se: &SessionEventL
             Some(req) => dispatch(&req, se, &job.slot, job.unique),
             None => error_reply(&job.slot, job.unique, libc::EIO),
         }
-        job.slot.wait_ready();
-        job.finished.push(job.entry);
+        if job.slot.replied_or_defer(&job.finished, job.entry) {
+            job.finished.push(job.entry);
+        }
     }
 }
 
@@ -525,7 +541,8 @@ fn dispatch<FS: Filesystem>(
 enum Taken {
     /// Served; its reply is in the slot.
     Served,
-    /// With a worker.
+    /// With a worker, or to be answered later from another thread: reported through
+    /// `Finished` once replied to.
     Handed,
 }
 
@@ -755,7 +772,13 @@ impl Queue {
             Some(req) => dispatch(&req, se, &entry.slot, unique),
             None => error_reply(&entry.slot, unique, libc::EIO),
         }
-        Taken::Served
+        // A handler may reply later from another thread (tidefs takes snapshots so: they
+        // wait for requests this thread must serve); the entry then waits like a worker's.
+        if entry.slot.replied_or_defer(&self.finished, i) {
+            Taken::Served
+        } else {
+            Taken::Handed
+        }
     }
 
     /// Puts the reply to entry `i`'s request in place and sends it back to the kernel, which
@@ -924,6 +947,39 @@ mod test {
 
     /// A reply filled in place lands in the payload area, header apart; a request that
     /// brought a payload gets its reply copied as usual. (tidefs)
+    #[test]
+    fn a_reply_given_later_reports_its_entry_as_finished() {
+        use crate::reply::{Reply as _, ReplyEmpty, ReplySender};
+        let mut area = vec![0u8; 64];
+        let slot = Arc::new(ReplySlot::new(area.as_mut_ptr(), area.len()));
+        let finished = Arc::new(Finished::new().unwrap());
+        let reply = |unique: u64| {
+            ReplyEmpty::new(
+                crate::ll::RequestId(unique),
+                ReplySender::Ring(slot.clone()),
+            )
+        };
+        // Replied before the handler returned: committed at once, nothing reported.
+        reply(1).ok();
+        assert!(slot.replied_or_defer(&finished, 3));
+        slot.take(|_| ());
+        assert!(finished.entries.lock().is_empty());
+        // Replied later from another thread: the entry is reported when the reply comes.
+        let later = reply(2);
+        assert!(!slot.replied_or_defer(&finished, 4));
+        assert!(finished.entries.lock().is_empty());
+        std::thread::spawn(move || later.ok()).join().unwrap();
+        assert_eq!(*finished.entries.lock(), [4]);
+        slot.take(|r| match r {
+            Reply::Bytes(b) => assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 2),
+            Reply::InPayload(..) => panic!("an empty reply has no payload"),
+        });
+        // Reported once: the next request's reply is not deferred.
+        reply(5).ok();
+        assert!(slot.replied_or_defer(&finished, 4));
+        assert_eq!(finished.entries.lock().len(), 1);
+    }
+
     #[test]
     fn data_filled_in_place_goes_into_the_payload_area() {
         use crate::reply::{Reply as _, ReplyData, ReplySender};

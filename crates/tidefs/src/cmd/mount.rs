@@ -52,11 +52,11 @@ pub struct MountArgs {
     /// Commit early once about this much changed data waits (e.g. 512M).
     #[arg(long, default_value = "1G", value_parser = crate::output::parse_size)]
     commit_dirty_max: u64,
-    /// Let the kernel buffer writes (FUSE writeback cache): faster small and sequential
-    /// writes, but data still in the kernel's cache is outside snapshots and is lost if
-    /// the server is killed (fsync and close flush it).
+    /// Send every write to the server as it is made, instead of letting the kernel buffer
+    /// writes and send them in large batches (FUSE's writeback cache, the default; what it
+    /// holds is brought in before every snapshot and every timed commit).
     #[arg(long)]
-    writeback_cache: bool,
+    write_through: bool,
     /// Let other users in (FUSE allow_other; non-root needs user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     allow_other: bool,
@@ -145,7 +145,7 @@ pub fn run(pool: &Path, args: MountArgs) -> Result<ExitCode> {
         interval: args.commit_interval,
         dirty_bytes_max: args.commit_dirty_max,
     };
-    config.writeback_cache = args.writeback_cache;
+    config.writeback_cache = !args.write_through;
     config.fs_name = fs_name(pool);
     let mounted = tidefs_fuse::mount(&fs, &target, &config)?;
     if let (Some(_), Some(why)) = (args.read_ahead_kib, mounted.read_ahead_error()) {

@@ -2,12 +2,9 @@
 //! own `Fs` handle. Snapshots of the mounted subvolume go through the mount's `.snap`
 //! (`SnapshotControl`), so the mount sees them at once; other subvolumes' go to `Fs`.
 //!
-//! Each change is committed before the reply, as the CLI does on an idle pool. A default
-//! mount writes through (every completed write is in the tree), so a snapshot taken here
-//! holds every write that returned before the request. A `--writeback-cache` mount may still
-//! have dirty pages in the kernel that are outside the snapshot; including them would need
-//! the kernel to flush first (syncfs(2) on the mount point from a process other than the
-//! serving thread, before `create_snapshot`). That is not done yet.
+//! Each change is committed before the reply, as the CLI does on an idle pool. A snapshot
+//! taken here holds every write that returned before the request, also those the kernel
+//! still caches for the mount (`SnapshotControl::create` brings them in first).
 
 use tidefs_fs::{Fs, FsError};
 use tidefs_fuse::SnapshotControl;
