@@ -21,6 +21,7 @@ use crate::attr::{errno, file_type, time_set, timespec};
 use crate::busy_poll::BusyPoll;
 use crate::handles::{Handles, OpenFile};
 use crate::inode_map::{Node, SNAP_DIR_INO};
+use crate::page_flush::PageFlusher;
 use crate::seek::{seek, Seek};
 use crate::snap_dir::{SnapDir, SNAP_DIR_NAME};
 use crate::tree::Tree;
@@ -50,6 +51,14 @@ impl<T> OrErrno<T> for Result<T, FsError> {
     }
 }
 
+/// SEEK_DATA or SEEK_HOLE from `offset` in file `ino` of `tree`.
+fn seek_in(tree: &Tree, ino: u64, offset: u64, how: Seek) -> Result<i64, Errno> {
+    let size = tree.sv.getattr(ino).or_errno()?.size;
+    let extents = tree.sv.extents(ino).or_errno()?;
+    let at = seek(&extents, size, offset, how).ok_or(Errno::ENXIO)?;
+    i64::try_from(at).map_err(|_| Errno::EOVERFLOW)
+}
+
 /// What a FUSE number resolves to.
 enum Target {
     Inode(Tree, u64),
@@ -71,6 +80,7 @@ pub struct TideFuse {
     /// `Some` when a writable subvolume is mounted: its snapshots under `.snap`.
     snaps: Option<SnapDir>,
     handles: Arc<Handles>,
+    flusher: PageFlusher,
     /// How long the kernel may cache attributes and names. Only this process changes the
     /// pool while it is mounted, and every change passes through the kernel, which drops
     /// what it cached about what changed; so the cache can be long-lived.
@@ -99,6 +109,7 @@ impl TideFuse {
         mounted: Tree,
         snaps: Option<SnapDir>,
         handles: Arc<Handles>,
+        flusher: PageFlusher,
         ttl: Duration,
         writeback_cache: bool,
         io_uring: bool,
@@ -108,6 +119,7 @@ impl TideFuse {
             mounted,
             snaps,
             handles,
+            flusher,
             ttl,
             writeback_cache,
             io_uring,
@@ -447,27 +459,6 @@ impl TideFuse {
             }
             None => Err(Errno::ESTALE),
         }
-    }
-
-    fn do_lseek(
-        &self,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: i64,
-        whence: i32,
-    ) -> Result<i64, Errno> {
-        let how = match whence {
-            libc::SEEK_DATA => Seek::Data,
-            libc::SEEK_HOLE => Seek::Hole,
-            // The kernel answers SEEK_SET/CUR/END itself.
-            _ => return Err(Errno::EINVAL),
-        };
-        let offset = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
-        let (tree, ino) = self.file(ino, fh)?;
-        let size = tree.sv.getattr(ino).or_errno()?.size;
-        let extents = tree.sv.extents(ino).or_errno()?;
-        let at = seek(&extents, size, offset, how).ok_or(Errno::ENXIO)?;
-        i64::try_from(at).map_err(|_| Errno::EOVERFLOW)
     }
 
     /// copy_file_range: the block-aligned middle of the range is cloned (the destination
@@ -1111,9 +1102,44 @@ impl Filesystem for TideFuse {
         reply: ReplyLseek,
     ) {
         self.busy.touch();
-        match self.do_lseek(ino, fh, offset, whence) {
-            Ok(at) => reply.offset(at),
-            Err(e) => reply.error(e),
+        let how = match whence {
+            libc::SEEK_DATA => Seek::Data,
+            libc::SEEK_HOLE => Seek::Hole,
+            // The kernel answers SEEK_SET/CUR/END itself.
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::ENXIO);
+        };
+        let (tree, file) = match self.file(ino, fh) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        if !self.handles.open_for_writing().contains(&ino.0) {
+            return match seek_in(&tree, file, offset, how) {
+                Ok(at) => reply.offset(at),
+                Err(e) => reply.error(e),
+            };
+        }
+        // The kernel asks without sending its cached writes first, so they are brought in
+        // before the extents are looked at; they come as requests to this server, so on a
+        // thread of its own (see `page_flush`).
+        let flusher = self.flusher.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tidefs-lseek".into())
+            .spawn(move || {
+                let r = flusher
+                    .flush_file(ino.0)
+                    .or_errno()
+                    .and_then(|()| seek_in(&tree, file, offset, how));
+                match r {
+                    Ok(at) => reply.offset(at),
+                    Err(e) => reply.error(e),
+                }
+            });
+        // The reply went with the closure; dropped unsent, it answers EIO.
+        if let Err(e) = spawned {
+            eprintln!("tidefs mount: starting a thread for SEEK_DATA/SEEK_HOLE: {e}");
         }
     }
 

@@ -12,7 +12,8 @@
 //! when it returns. Then, for each file open for writing (only those can have cached
 //! writes: closing a file sends its pages and waits), invalidating its pages waits for the
 //! writes in flight and sends, page by page, whatever was written since. The cost is that
-//! those files' cached pages are dropped; reading them again asks the server.
+//! those files' cached pages are dropped; reading them again asks the server. With no file
+//! open for writing there is nothing to do.
 //!
 //! The kernel sends the pages as WRITE requests to this very server and waits for the
 //! replies: a flush must come from a thread that serves no requests and holds nothing a
@@ -61,23 +62,34 @@ impl PageFlusher {
     /// Returns once every write the kernel held for the mount when called has reached this
     /// server (not yet committed). Never call it on a serving thread.
     pub(crate) fn flush(&self) -> Result<(), FsError> {
-        let Some(notifier) = self.inner.notifier.get() else {
+        if self.inner.notifier.get().is_none() {
             return Ok(());
-        };
+        }
+        let writing = self.inner.handles.open_for_writing();
+        if writing.is_empty() {
+            // Nothing can be cached: an idle mount is not woken every commit interval.
+            return Ok(());
+        }
         // The mount point is opened afresh each time: a descriptor held open would make the
         // mount busy for `umount`. If the mount is gone (or covered by another), this syncs
         // whatever file system is there now, which does no harm.
         File::open(&self.inner.mountpoint)
             .and_then(|dir| rustix::fs::syncfs(&dir).map_err(io::Error::from))
             .map_err(|source| self.error(source))?;
-        for ino in self.inner.handles.open_for_writing() {
-            // The kernel answers ENOENT for an inode it no longer has (fuser passes that as
-            // success): nothing of it is cached then.
-            notifier
+        // The kernel answers ENOENT for an inode it no longer has (fuser passes that as
+        // success): nothing of it is cached then.
+        writing.into_iter().try_for_each(|ino| self.flush_file(ino))
+    }
+
+    /// Brings in what the kernel holds for file `ino` (a FUSE number): its writes in
+    /// flight and its dirty pages. Never call it on a serving thread.
+    pub(crate) fn flush_file(&self, ino: u64) -> Result<(), FsError> {
+        match self.inner.notifier.get() {
+            Some(notifier) => notifier
                 .inval_inode(INodeNo(ino), 0, 0)
-                .map_err(|source| self.error(source))?;
+                .map_err(|source| self.error(source)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn error(&self, source: io::Error) -> FsError {

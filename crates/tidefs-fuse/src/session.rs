@@ -185,6 +185,7 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
         mounted,
         snaps,
         handles,
+        flusher.clone(),
         config.cache_ttl,
         config.writeback_cache && !read_only,
         config.io_uring,
