@@ -108,7 +108,6 @@ impl TideFuse {
     pub fn new(
         mounted: Tree,
         snaps: Option<SnapDir>,
-        handles: Arc<Handles>,
         flusher: PageFlusher,
         ttl: Duration,
         writeback_cache: bool,
@@ -118,7 +117,7 @@ impl TideFuse {
         TideFuse {
             mounted,
             snaps,
-            handles,
+            handles: flusher.handles().clone(),
             flusher,
             ttl,
             writeback_cache,

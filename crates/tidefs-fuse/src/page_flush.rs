@@ -54,6 +54,11 @@ impl PageFlusher {
         }
     }
 
+    /// The mount's open files.
+    pub(crate) fn handles(&self) -> &Arc<Handles> {
+        &self.inner.handles
+    }
+
     /// Called once the mount exists; until then nothing can be cached.
     pub(crate) fn set_notifier(&self, notifier: Notifier) {
         let _ = self.inner.notifier.set(notifier);

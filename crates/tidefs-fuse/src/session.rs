@@ -133,12 +133,11 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     // Resolved before mounting: the mount table names it so, and once mounted, looking
     // at the path would ask this very server, which is not serving yet.
     let canonical = std::fs::canonicalize(&config.mountpoint);
-    let handles = Arc::new(Handles::default());
     let flusher = PageFlusher::new(
         canonical
             .as_ref()
             .map_or_else(|_| config.mountpoint.clone(), Clone::clone),
-        handles.clone(),
+        Arc::new(Handles::default()),
     );
     let (sv, snaps) = match target {
         MountTarget::Subvolume(name) => {
@@ -184,7 +183,6 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     let filesystem = TideFuse::new(
         mounted,
         snaps,
-        handles,
         flusher.clone(),
         config.cache_ttl,
         config.writeback_cache && !read_only,
