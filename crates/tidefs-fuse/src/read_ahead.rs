@@ -28,12 +28,17 @@ pub enum ReadAheadError {
 
 /// Sets the readahead window of the FUSE mount at `mountpoint` (canonical path) to `kib`.
 pub(crate) fn set(mountpoint: &Path, kib: u32) -> Result<(), ReadAheadError> {
+    set_knob(mountpoint, "read_ahead_kb", u64::from(kib))
+}
+
+/// Writes `value` to the mount's backing-device setting `name` (under /sys/class/bdi).
+pub(crate) fn set_knob(mountpoint: &Path, name: &str, value: u64) -> Result<(), ReadAheadError> {
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").map_err(ReadAheadError::MountInfo)?;
     let device = fuse_mount_device(&mountinfo, mountpoint)
         .ok_or_else(|| ReadAheadError::NotMounted(mountpoint.to_path_buf()))?;
-    let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
-    std::fs::write(&knob, format!("{kib}\n"))
+    let knob = format!("/sys/class/bdi/{device}/{name}");
+    std::fs::write(&knob, format!("{value}\n"))
         .map_err(|source| ReadAheadError::Knob { knob, source })
 }
 

@@ -22,6 +22,13 @@ use crate::snap_control::SnapshotControl;
 use crate::snap_dir::SnapDir;
 use crate::tree::Tree;
 
+/// How much written data the kernel may hold for the mount before it makes writers wait
+/// (the backing device's `max_bytes`). FUSE mounts start at 1% of the machine's dirty
+/// allowance (45 MB here), which held writers back: a 4 GiB write ran 19–33% faster with
+/// 256 MiB in three interleaved pairs. What the kernel holds is brought in at least every
+/// commit interval and before every snapshot (`page_flush`), so more of it is no risk.
+const DIRTY_BYTES_MAX: u64 = 256 << 20;
+
 /// What to mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountTarget {
@@ -214,6 +221,10 @@ pub fn mount(fs: &Fs, target: &MountTarget, config: &MountConfig) -> Result<Moun
     };
     flusher.set_notifier(session.notifier());
     let snapshot_control = control_snaps.map(|s| SnapshotControl::new(s, session.notifier()));
+    if let (true, Ok(path)) = (config.writeback_cache && !read_only, &canonical) {
+        // Best effort, as root only: without it the kernel's allowance stays.
+        let _ = crate::read_ahead::set_knob(path, "max_bytes", DIRTY_BYTES_MAX);
+    }
     let read_ahead = match (config.read_ahead_kib, canonical) {
         (0, _) => Ok(()),
         (kib, Ok(path)) => crate::read_ahead::set(&path, kib),
