@@ -275,11 +275,15 @@ fn plan_diff(old: &[DataRecord], new: &[DataRecord], size: u64) -> Vec<Piece> {
         old_blocks.extend(start..start + len);
     }
     // Holes cover whole blocks, up to the block the file ends in (a punch of a partial
-    // last block would only zero it).
+    // last block would only zero it). Preallocation past the end was sent too (v2), so
+    // its removal is: else the receiver would keep it, and a later extension of the file
+    // would bring it inside there and not here.
     let block_end = size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
     for b in old_blocks {
         if !covered(b) {
-            if let Some((o, l)) = clip(b * BLOCK_BYTES, BLOCK_BYTES, block_end) {
+            let was_prealloc = find(&old_ranges, b).is_some_and(|w| w.2);
+            let end = if was_prealloc { u64::MAX } else { block_end };
+            if let Some((o, l)) = clip(b * BLOCK_BYTES, BLOCK_BYTES, end) {
                 events.push((b, Piece::Hole { offset: o, len: l }));
             }
         }
@@ -328,12 +332,16 @@ pub(crate) fn send_data(
         } else {
             let mut pieces = diff;
             // A hole in the partial block the file ends in cannot be punched (that only
-            // zeroes it): cut the file back to that block's start, then regrow it.
+            // zeroes it): cut the file back to that block's start, then regrow it (which
+            // also frees whatever lay past the end). Holes wholly past the end (removed
+            // preallocation) are punched as they are.
             let cut = size / BLOCK_BYTES * BLOCK_BYTES;
+            let block_end = size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
             if !size.is_multiple_of(BLOCK_BYTES)
-                && pieces
-                    .iter()
-                    .any(|p| matches!(p, Piece::Hole { offset, len } if offset + len > cut))
+                && pieces.iter().any(|p| {
+                    matches!(p, Piece::Hole { offset, len }
+                        if *offset < block_end && offset + len > cut)
+                })
             {
                 pieces.retain_mut(|p| match p {
                     Piece::Hole { offset, .. } if *offset >= cut => false,
