@@ -21,16 +21,18 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timespec;
 }
 
-/// The real wall clock.
+/// The real wall clock, at the kernel's timestamp granularity: Linux file systems stamp
+/// files from the coarse clock (one tick, a few milliseconds), and so does tidefs. That is
+/// not only for likeness: a FUSE kernel with the writeback cache compares a file's times
+/// with its coarse clock on every write and, when they differ, keeps new times to send at
+/// close, one more request per written file.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timespec {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timespec::new(d.as_secs() as i64, d.subsec_nanos())
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        Timespec::new(t.tv_sec, t.tv_nsec as u32)
     }
 }
 
