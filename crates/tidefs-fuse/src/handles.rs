@@ -53,6 +53,14 @@ impl Handles {
         inos
     }
 
+    /// Whether file `fuse_ino` (a FUSE number) is open for writing.
+    pub fn is_open_for_writing(&self, fuse_ino: u64) -> bool {
+        self.open
+            .lock()
+            .values()
+            .any(|f| f.writes && f.tree.fuse_ino(f.ino) == Ok(fuse_ino))
+    }
+
     /// Whether any open file belongs to snapshot tree `tree`.
     pub fn any_in(&self, tree: tidefs_store::TreeId) -> bool {
         self.open

@@ -79,7 +79,7 @@ pub struct TideFuse {
     mounted: Tree,
     /// `Some` when a writable subvolume is mounted: its snapshots under `.snap`.
     snaps: Option<SnapDir>,
-    handles: Arc<Handles>,
+    /// Also holds the mount's open files (`handles`).
     flusher: PageFlusher,
     /// How long the kernel may cache attributes and names. Only this process changes the
     /// pool while it is mounted, and every change passes through the kernel, which drops
@@ -117,7 +117,6 @@ impl TideFuse {
         TideFuse {
             mounted,
             snaps,
-            handles: flusher.handles().clone(),
             flusher,
             ttl,
             writeback_cache,
@@ -179,31 +178,40 @@ impl TideFuse {
         }
     }
 
-    /// `mkdir .snap/NAME`. The snapshot first brings in the kernel's cached writes, which
-    /// come back to this server as requests (see `page_flush`), so it is taken on a thread
-    /// of its own while this one goes back to serving them.
+    fn handles(&self) -> &Handles {
+        self.flusher.handles()
+    }
+
+    /// Runs `work` (which replies) on a thread of its own, for requests that must first
+    /// bring in the kernel's cached writes: those come back to this server as requests,
+    /// which this thread must go back to serving (see `page_flush`). If no thread can be
+    /// started, `work` is dropped with its reply unsent, which answers EIO.
+    fn off_serving_thread(what: &str, work: impl FnOnce() + Send + 'static) {
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("tidefs-{what}"))
+            .spawn(work)
+        {
+            eprintln!("tidefs mount: starting a thread for {what}: {e}");
+        }
+    }
+
+    /// `mkdir .snap/NAME`: the snapshot first brings in the kernel's cached writes.
     fn take_snapshot(&self, name: &[u8], reply: ReplyEntry) {
         let snaps = match self.snaps() {
             Ok(snaps) => snaps.clone(),
             Err(e) => return reply.error(e),
         };
         let (name, ttl) = (name.to_vec(), self.ttl);
-        let spawned = std::thread::Builder::new()
-            .name("tidefs-snapshot".into())
-            .spawn(move || {
-                let r = snaps.create(&name).or_errno().and_then(|tree| {
-                    let root = tree.sv.getattr(ROOT_INO).or_errno()?;
-                    Self::entry(&tree, &root)
-                });
-                match r {
-                    Ok(e) => reply.entry(&ttl, &e.attr, Generation(e.generation)),
-                    Err(e) => reply.error(e),
-                }
+        Self::off_serving_thread("snapshot", move || {
+            let r = snaps.create(&name).or_errno().and_then(|tree| {
+                let root = tree.sv.getattr(ROOT_INO).or_errno()?;
+                Self::entry(&tree, &root)
             });
-        // The reply went with the closure; dropped unsent, it answers EIO.
-        if let Err(e) = spawned {
-            eprintln!("tidefs mount: starting a thread to take a snapshot: {e}");
-        }
+            match r {
+                Ok(e) => reply.entry(&ttl, &e.attr, Generation(e.generation)),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn send_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
@@ -266,7 +274,7 @@ impl TideFuse {
         match self.target(parent)? {
             Target::SnapDir => self
                 .snaps()?
-                .delete(name, |t| self.handles.any_in(t.sv.info().tree))
+                .delete(name, |t| self.handles().any_in(t.sv.info().tree))
                 .or_errno(),
             Target::Inode(tree, dir) => {
                 if self.is_snap_name(&tree, dir, name) {
@@ -344,12 +352,12 @@ impl TideFuse {
             return Err(Errno::EROFS);
         }
         tree.sv.open(ino).or_errno()?;
-        Ok(self.handles.insert(OpenFile { tree, ino, writes }))
+        Ok(self.handles().insert(OpenFile { tree, ino, writes }))
     }
 
     /// The open file behind `fh`, or (for a handle we did not make) the inode itself.
     fn file(&self, ino: INodeNo, fh: FileHandle) -> Result<(Tree, u64), Errno> {
-        match self.handles.get(fh.0) {
+        match self.handles().get(fh.0) {
             Some(f) => Ok((f.tree.clone(), f.ino)),
             None => self.inode(ino, Errno::EISDIR),
         }
@@ -870,7 +878,7 @@ impl Filesystem for TideFuse {
         reply: ReplyEmpty,
     ) {
         self.busy.touch();
-        let r = match self.handles.remove(fh.0) {
+        let r = match self.handles().remove(fh.0) {
             Some(f) => f.tree.sv.release(f.ino).or_errno(),
             None => Err(Errno::EBADF),
         };
@@ -1114,32 +1122,25 @@ impl Filesystem for TideFuse {
             Ok(found) => found,
             Err(e) => return reply.error(e),
         };
-        if !self.handles.open_for_writing().contains(&ino.0) {
+        if !self.handles().is_open_for_writing(ino.0) {
             return match seek_in(&tree, file, offset, how) {
                 Ok(at) => reply.offset(at),
                 Err(e) => reply.error(e),
             };
         }
         // The kernel asks without sending its cached writes first, so they are brought in
-        // before the extents are looked at; they come as requests to this server, so on a
-        // thread of its own (see `page_flush`).
+        // before the extents are looked at.
         let flusher = self.flusher.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tidefs-lseek".into())
-            .spawn(move || {
-                let r = flusher
-                    .flush_file(ino.0)
-                    .or_errno()
-                    .and_then(|()| seek_in(&tree, file, offset, how));
-                match r {
-                    Ok(at) => reply.offset(at),
-                    Err(e) => reply.error(e),
-                }
-            });
-        // The reply went with the closure; dropped unsent, it answers EIO.
-        if let Err(e) = spawned {
-            eprintln!("tidefs mount: starting a thread for SEEK_DATA/SEEK_HOLE: {e}");
-        }
+        Self::off_serving_thread("lseek", move || {
+            let r = flusher
+                .flush_file(ino.0)
+                .or_errno()
+                .and_then(|()| seek_in(&tree, file, offset, how));
+            match r {
+                Ok(at) => reply.offset(at),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn copy_file_range(
